@@ -1,0 +1,218 @@
+"""One typed configuration: embedded defaults, overridden by a TOML file, then by flags.
+
+Validated once at start; a bad value raises ConfigError with a one-line message that the CLI
+prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ALLOWED_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid."""
+
+
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """Parse ``HOST:PORT``, ``HOST``, ``:PORT`` or ``[V6]:PORT``."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ConfigError(f"bad address {text!r}: missing ']'")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"bad address {text!r}")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    host = host or "0.0.0.0"
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"bad port in {text!r}")
+    return host, int(port_text)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """Parse ``LOW-HIGH`` (an even low port; at least one RTP/RTCP pair)."""
+    low_text, sep, high_text = text.partition("-")
+    if not sep or not low_text.strip().isdigit() or not high_text.strip().isdigit():
+        raise ConfigError(f"bad port range {text!r}: expected LOW-HIGH")
+    low, high = int(low_text), int(high_text)
+    if not 1024 <= low < high <= 65535:
+        raise ConfigError(f"bad port range {text!r}: need 1024 <= LOW < HIGH <= 65535")
+    if low % 2:
+        low += 1
+    if high - low < 1:
+        raise ConfigError(f"port range {text!r} holds no even/odd RTP/RTCP pair")
+    return low, high
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 5060
+    transports: tuple[str, ...] = ("udp", "tcp")
+    # Address written into Contact, Via and SDP; None means the listen address, or the
+    # address the OS picks towards the peer when listening on 0.0.0.0.
+    external_address: str | None = None
+    user_agent: str = "bridge/0.1"
+    # Source networks allowed to send INVITE (trunks, a local PBX, softphones on the LAN).
+    allowed_networks: tuple[str, ...] = DEFAULT_ALLOWED_NETWORKS
+    # Optional inbound digest auth: user -> password. Empty: no inbound auth.
+    auth_realm: str = "bridge"
+    auth_users: tuple[tuple[str, str], ...] = ()
+    session_expires: int = 1800
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """Upstream registration, for trunks that want it. No registrar: no REGISTER."""
+
+    registrar: str | None = None
+    aor: str | None = None
+    username: str | None = None
+    password: str | None = None
+    expires: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class RtpConfig:
+    bind_host: str = "0.0.0.0"
+    port_low: int = 20000
+    port_high: int = 29999
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    sip: SipConfig = field(default_factory=SipConfig)
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    rtp: RtpConfig = field(default_factory=RtpConfig)
+    db_path: Path = Path("var/bridge.sqlite3")
+    prompts_dir: Path | None = None
+    log_level: str = "INFO"
+
+    def validate(self) -> Config:
+        for net in self.sip.allowed_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"sip.allowed_networks: {exc}") from None
+        for transport in self.sip.transports:
+            if transport not in ("udp", "tcp"):
+                raise ConfigError(f"sip.transports: unknown transport {transport!r}")
+        if not self.sip.transports:
+            raise ConfigError("sip.transports: at least one transport is needed")
+        if not 0 < self.sip.listen_port < 65536:
+            raise ConfigError("sip.listen_port out of range")
+        if self.rtp.port_low >= self.rtp.port_high:
+            raise ConfigError("rtp port range is empty")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log_level: unknown level {self.log_level!r}")
+        return self
+
+
+_SECTIONS: dict[str, type[Any]] = {"sip": SipConfig, "trunk": TrunkConfig, "rtp": RtpConfig}
+
+
+def _coerce(section: str, name: str, value: Any, current: Any) -> Any:
+    where = f"{section}.{name}" if section else name
+    if isinstance(current, bool) or isinstance(value, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if isinstance(current, int) and not isinstance(current, bool):
+        if not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer")
+        return value
+    if isinstance(current, tuple):
+        if name == "auth_users":
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ConfigError(f"{where}: expected a table of user = \"password\"")
+            return tuple(sorted(value.items()))
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings")
+        return tuple(value)
+    if isinstance(current, Path) or name in ("db_path", "prompts_dir"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a path string")
+        return Path(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string")
+    return value
+
+
+def _apply(obj: Any, section: str, table: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            where = f"{section}.{key}" if section else key
+            raise ConfigError(f"unknown setting {where!r}")
+        changes[key] = _coerce(section, key, value, getattr(obj, key))
+    return replace(obj, **changes)
+
+
+def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file (if any), then ``BRIDGE_DB`` from the environment."""
+    config = Config()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path}: {exc}") from None
+        top: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in _SECTIONS:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"[{key}] must be a table")
+                sub = _apply(getattr(config, key), key, value)
+                config = replace(config, **{key: sub})
+            else:
+                top[key] = value
+        config = _apply(config, "", top)
+    env = os.environ.copy() if env is None else env
+    if env.get("BRIDGE_DB"):
+        config = replace(config, db_path=Path(env["BRIDGE_DB"]))
+    return config
+
+
+def with_overrides(
+    config: Config,
+    *,
+    sip_listen: str | None = None,
+    rtp_ports: str | None = None,
+    db: str | None = None,
+) -> Config:
+    """Apply command-line flags on top of the file configuration."""
+    if sip_listen is not None:
+        host, port = parse_hostport(sip_listen, 5060)
+        config = replace(config, sip=replace(config.sip, listen_host=host, listen_port=port))
+    if rtp_ports is not None:
+        low, high = parse_port_range(rtp_ports)
+        config = replace(config, rtp=replace(config.rtp, port_low=low, port_high=high))
+    if db is not None:
+        config = replace(config, db_path=Path(db))
+    return config.validate()
