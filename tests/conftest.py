@@ -1,0 +1,48 @@
+"""Shared test helpers: real peers (SIPp, baresip) and free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+
+
+def require_binary(name: str) -> str:
+    """Path of an external peer. In CI (BRIDGE_REQUIRE_PEERS=1) a missing peer fails the test,
+    so an interop test can never pass by skipping; elsewhere it skips with the reason."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install sip-tester baresip-core)"
+        if os.environ.get("BRIDGE_REQUIRE_PEERS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, *, even: bool = False, span: int = 1) -> int:
+    """A port free for UDP and TCP on 127.0.0.1 (and the ``span - 1`` ports above it)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind((LOOPBACK, 0))
+            port = int(probe.getsockname()[1])
+        if even and port % 2:
+            continue
+        if port + span > 65535:
+            continue
+        if all(_is_free(p) for p in range(port, port + span)):
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _is_free(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                return False
+    return True
