@@ -71,6 +71,10 @@ _CANONICAL: dict[str, str] = {
         "Reply-To", "Require", "Retry-After", "Route", "RSeq", "Server", "Session-Expires",
         "Subject", "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via",
         "Warning", "WWW-Authenticate",
+        # Frequent on trunks and in RFC 4475 (kept spelled as registered, for byte-exact output).
+        "Content-Transfer-Encoding", "Diversion", "History-Info", "P-Charging-Vector",
+        "P-Preferred-Identity", "Path", "Privacy", "Replaces", "Service-Route",
+        "Subscription-State",
     )
 }
 _CANONICAL["call-id"] = "Call-ID"
@@ -98,6 +102,7 @@ class Headers:
     """
 
     __slots__ = ("_items",)
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
@@ -219,7 +224,7 @@ class _MessageBase:
 
     @property
     def cseq(self) -> CSeq:
-        from bridge.sip.headers import CSeq
+        from bridge.sip.headers import CSeq  # noqa: PLC0415 (import cycle)
 
         value = self.headers.get("CSeq")
         if value is None:
@@ -228,13 +233,13 @@ class _MessageBase:
 
     @property
     def vias(self) -> list[Via]:
-        from bridge.sip.headers import Via
+        from bridge.sip.headers import Via  # noqa: PLC0415 (import cycle)
 
         return [Via.parse(v) for v in self.headers.values("Via")]
 
     @property
     def top_via(self) -> Via:
-        from bridge.sip.headers import Via
+        from bridge.sip.headers import Via  # noqa: PLC0415 (import cycle)
 
         values = self.headers.values("Via")
         if not values:
@@ -251,13 +256,13 @@ class _MessageBase:
 
     @property
     def contacts(self) -> list[NameAddr]:
-        from bridge.sip.headers import NameAddr
+        from bridge.sip.headers import NameAddr  # noqa: PLC0415 (import cycle)
 
         return [NameAddr.parse(v) for v in self.headers.values("Contact") if v.strip() != "*"]
 
     @property
     def record_route(self) -> list[NameAddr]:
-        from bridge.sip.headers import NameAddr
+        from bridge.sip.headers import NameAddr  # noqa: PLC0415 (import cycle)
 
         return [NameAddr.parse(v) for v in self.headers.values("Record-Route")]
 
@@ -270,7 +275,7 @@ class _MessageBase:
         return value.split(";", 1)[0].strip().lower()
 
     def _name_addr(self, name: str) -> NameAddr:
-        from bridge.sip.headers import NameAddr
+        from bridge.sip.headers import NameAddr  # noqa: PLC0415 (import cycle)
 
         value = self.headers.get(name)
         if value is None:
@@ -278,10 +283,21 @@ class _MessageBase:
         return NameAddr.parse(value)
 
     def _serialize(self, start_line: str) -> bytes:
+        # Content-Length is rewritten to the real body length, at the position of the first
+        # Content-Length field (appended if there was none; further ones dropped). Text that
+        # the parser decoded with surrogateescape (non-UTF-8 octets) is re-encoded as it was.
         lines = [start_line]
-        lines.extend(f"{n}: {v}" for n, v in self.headers if n != "Content-Length")
-        lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
+        length_written = False
+        for n, v in self.headers:
+            if n != "Content-Length":
+                lines.append(f"{n}: {v}")
+            elif not length_written:
+                lines.append(f"Content-Length: {len(self.body)}")
+                length_written = True
+        if not length_written:
+            lines.append(f"Content-Length: {len(self.body)}")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
 
 
 @dataclass(slots=True)
