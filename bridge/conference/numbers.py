@@ -2,7 +2,8 @@
 
 * ``normalize_e164("+49 (30) 1234-5678") == "+493012345678"``: visual separators
   (space, ``-``, ``.``, ``(``, ``)``, ``/``; RFC 3966 §5.1.1 ``visual-separator``) are dropped,
-  the ``00`` international prefix becomes ``+``, and with a ``default_country`` a national number
+  the ``00`` international prefix becomes ``+``, a bracketed trunk prefix after the country
+  code (``+49 (0)30``) is dropped, and with a ``default_country`` a national number
   (trunk prefix ``0``, or 10 NANP digits for US/CA) is made international.
 * ``normalize_request_user("sip:+49301234@gw;user=phone")`` and the ``tel:`` forms, including a
   local number with a global ``;phone-context=+49...`` (RFC 3966 §5.1.5), give the E.164 number a
@@ -32,6 +33,7 @@ MAX_DIGITS = 15
 MIN_DIGITS = 7
 
 _SEPARATORS = str.maketrans("", "", " \t-.()/\u00a0")
+_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 _E164 = re.compile(rf"\+[1-9][0-9]{{{MIN_DIGITS - 1},{MAX_DIGITS - 1}}}")
 
 #: ISO 3166-1 alpha-2 officially assigned codes.
@@ -100,6 +102,9 @@ def normalize_e164(raw: str, default_country: str | None = None) -> str:
     text = raw.strip()
     if not text:
         raise NumberError("empty number")
+    if text.startswith(("+", "00")):
+        # "+49 (0)30 ...": the bracketed national trunk prefix is not part of the number
+        text = _TRUNK_ZERO.sub("", text)
     digits = text.translate(_SEPARATORS)
     if digits.startswith("00"):
         digits = "+" + digits[2:]
