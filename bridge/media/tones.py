@@ -27,6 +27,7 @@ __all__ = [
     "hold_music",
     "join_tone",
     "leave_tone",
+    "render_hold_music",
 ]
 
 RATE: Final = 8000
