@@ -1,0 +1,600 @@
+"""N-minus-one conference mixer: every room of the process mixed in one vectorised pass per tick.
+
+Per 20 ms tick (``Mixer.mix``), for all legs at once:
+
+1. *Decode* the payload block the engine filled (legs x 160 G.711 codes) with one table lookup
+   (``bridge.codecs.g711``); legs without a packet this tick decode as silence. Per-leg gain is
+   applied here, to the few legs whose gain is not 1.
+2. *Gate* with the voice-activity detector (``bridge.media.vad``): only talking, unmuted legs feed
+   the mix, so the cost grows with talkers, not listeners.
+3. *Sum* the feeding legs per room in int32. Rooms are grouped into buckets of similar talker
+   count (powers of two) and each bucket is one padded gather + one ``sum(axis=0)``; the Python
+   loop runs over buckets (at most ~14), never over rooms or participants. Room-wide
+   announcements enter the sum as extra, virtual talkers.
+4. *N-1*: each talker hears ``room_total - own``, exactly what was added subtracted again, then
+   clipped once to int16 (never saturating on the way: the Asterisk echo bug of 2020).
+   Every other leg of the room hears the same frame, ``clip(room_total)``, encoded once per
+   (room, codec) and shared by row index. Deaf legs get a silence frame (still a packet, so
+   trunks keep the call up). Private prompts are added to that leg's own frame.
+5. A room of exactly two legs sharing a codec, with no mute/deaf/gain/prompt, relays each leg's
+   payload bytes to the other without decode or encode (the decode of step 1 still feeds the
+   VAD levels).
+
+The result is a ``MixOutput``: one uint8 block of encoded frames plus, per slot, the row to send.
+The mixer is pure computation (no clock, no I/O, no global state); a room lives in one Mixer, so
+rooms can be spread over processes by giving each its own Mixer.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from bridge.codecs.g711 import ALAW_DECODE, ALAW_ENCODE, ULAW_DECODE, ULAW_ENCODE, Codec
+from bridge.media.vad import Vad, VadConfig
+
+__all__ = ["MixOutput", "Mixer", "MixerConfig"]
+
+SILENCE_ROW = {Codec.PCMU: 0, Codec.PCMA: 1}
+"""Rows of every ``MixOutput.frames`` block that hold a silent frame of each codec."""
+
+_INT16_MIN = -32768
+_INT16_MAX = 32767
+
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MixerConfig:
+    """Sizes and tuning of a Mixer."""
+
+    samples: int = 160
+    """Samples per frame (20 ms at 8 kHz)."""
+    initial_capacity: int = 64
+    """Legs the buffers hold before they grow (by doubling)."""
+    vad: VadConfig = field(default_factory=VadConfig)
+    relay_two_party: bool = True
+    """Relay payload bytes in two-party rooms instead of mixing."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MixOutput:
+    """One tick's outgoing audio.
+
+    ``frames`` holds encoded frames; ``rows[slot]`` is the row to send to that slot (-1 for a free
+    slot). Legs that hear the same audio share a row. ``talking``/``level_dbov`` are indexed by
+    slot; ``started``/``stopped`` list the slots whose talking state changed this tick. The
+    arrays are views into the mixer's buffers, valid until the next ``mix()``.
+    """
+
+    frames: npt.NDArray[np.uint8]
+    rows: IntArray
+    talking: BoolArray
+    level_dbov: npt.NDArray[np.float32]
+    started: IntArray
+    stopped: IntArray
+    encoded: int
+    """How many frames were encoded this tick (shared frames count once)."""
+
+    def payload(self, slot: int) -> bytes:
+        """The encoded payload to send to ``slot``."""
+        row = int(self.rows[slot])
+        if row < 0:
+            raise KeyError(f"slot {slot} is not in use")
+        return bytes(self.frames[row].tobytes())
+
+
+@dataclass(slots=True)
+class _Layout:
+    """Per-slot facts derived from membership and flags; rebuilt only when those change."""
+
+    room_index: IntArray  # dense room number per slot (0 for free slots)
+    rooms: int
+    by_room: IntArray  # active slots sorted by room
+    relay_partner: IntArray  # the other leg of a relayed two-party room, or -1
+    mixable: BoolArray  # active, not muted, not relayed
+    hears_room: BoolArray  # active, not deaf, not relayed
+    is_alaw: BoolArray
+    alaw_slots: IntArray
+    gain_slots: IntArray
+    gain_values: npt.NDArray[np.float32]
+    silence_rows: IntArray  # per slot: the silence row of its codec
+
+
+_T = TypeVar("_T", bound=np.generic)
+
+
+def _grown(
+    old: npt.NDArray[_T] | None, shape: tuple[int, ...], dtype: type[_T]
+) -> npt.NDArray[_T]:
+    """A zeroed array of ``shape`` whose leading rows copy ``old`` (when given)."""
+    new = np.zeros(shape, dtype=dtype)
+    if old is not None:
+        keep = min(old.shape[0], shape[0])
+        new[:keep] = old[:keep]
+    return new
+
+
+class Mixer:
+    """All rooms of one process, mixed in one vectorised pass per tick.
+
+    Typical use by the engine, every 20 ms::
+
+        mixer.payload_in[slot] = np.frombuffer(payload, np.uint8)   # for each received frame
+        mixer.has_input[slot] = True
+        out = mixer.mix()
+        for slot in live_slots: send(slot, out.payload(slot))      # or out.frames[out.rows[slot]]
+
+    ``payload_in`` and ``has_input`` are replaced when the mixer grows (on ``add_leg``), so fetch
+    them after adding legs rather than caching them. ``has_input`` is cleared by ``mix()``.
+    """
+
+    _payload: npt.NDArray[np.uint8]
+    _has_input: BoolArray
+    _active: BoolArray
+    _room: npt.NDArray[np.int64]
+    _codec: npt.NDArray[np.uint8]
+    _muted: BoolArray
+    _deaf: BoolArray
+    _gain: npt.NDArray[np.float32]
+    _private: npt.NDArray[np.int16]
+    _has_private: BoolArray
+
+    def __init__(self, config: MixerConfig | None = None) -> None:
+        self.config = config if config is not None else MixerConfig()
+        capacity = max(1, self.config.initial_capacity)
+        self._capacity = 0
+        self._count = 0  # high-water mark: slots [0, _count) may be in use
+        self._free: list[int] = []
+        self._vad = Vad(self.config.vad, capacity)
+        self._layout: _Layout | None = None
+        self._broadcast: dict[int, npt.NDArray[np.int16]] = {}
+        self._private_any = False
+        self._out = np.empty((0, self.config.samples), dtype=np.uint8)
+        self._grow(capacity)
+        self._reserve_out(2 + 2 * capacity)
+
+    # ----------------------------------------------------------------- membership and flags
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def payload_in(self) -> npt.NDArray[np.uint8]:
+        """(capacity x samples) block of received codes, one row per slot, filled by the engine."""
+        return self._payload
+
+    @property
+    def has_input(self) -> BoolArray:
+        """Per slot: a frame was written into ``payload_in`` this tick (else it mixes silence)."""
+        return self._has_input
+
+    def add_leg(self, room: int, codec: Codec) -> int:
+        """Add a leg to ``room`` and return its slot (the lowest free one)."""
+        if self._free:
+            slot = heapq.heappop(self._free)
+        else:
+            if self._count == self._capacity:
+                self._grow(2 * self._capacity)
+            slot = self._count
+            self._count += 1
+        self._active[slot] = True
+        self._room[slot] = room
+        self._codec[slot] = codec.payload_type
+        self._muted[slot] = False
+        self._deaf[slot] = False
+        self._gain[slot] = 1.0
+        self._has_input[slot] = False
+        self._has_private[slot] = False
+        self._payload[slot] = codec.silence_byte
+        self._vad.reset(slot)
+        self._layout = None
+        return slot
+
+    def remove_leg(self, slot: int) -> None:
+        """Free ``slot``; it may be handed out again by ``add_leg``."""
+        self._check(slot)
+        self._active[slot] = False
+        self._has_input[slot] = False
+        self._has_private[slot] = False
+        self._vad.reset(slot)
+        heapq.heappush(self._free, slot)
+        while self._count and not self._active[self._count - 1]:
+            self._count -= 1
+        self._free = [s for s in self._free if s < self._count]
+        heapq.heapify(self._free)
+        self._layout = None
+
+    def room_of(self, slot: int) -> int:
+        self._check(slot)
+        return int(self._room[slot])
+
+    def set_muted(self, slot: int, muted: bool) -> None:
+        """A muted leg is still measured by the VAD but never feeds the mix."""
+        self._check(slot)
+        self._muted[slot] = muted
+        self._layout = None
+
+    def set_deaf(self, slot: int, deaf: bool) -> None:
+        """A deaf leg receives silence frames (and its private prompts) instead of the room."""
+        self._check(slot)
+        self._deaf[slot] = deaf
+        self._layout = None
+
+    def set_gain(self, slot: int, gain: float) -> None:
+        """Scale what the others hear of this leg (1.0 = unchanged; saturates at int16)."""
+        self._check(slot)
+        if not gain >= 0.0:
+            raise ValueError(f"gain must be >= 0, got {gain}")
+        self._gain[slot] = gain
+        self._layout = None
+
+    def play_private(self, slot: int, pcm: npt.NDArray[np.int16]) -> None:
+        """Add one frame of ``pcm`` to what ``slot`` hears on the next tick only."""
+        self._check(slot)
+        self._private[slot] = self._frame(pcm)
+        self._has_private[slot] = True
+        self._private_any = True
+
+    def play_room(self, room: int, pcm: npt.NDArray[np.int16]) -> None:
+        """Add one frame of ``pcm`` to what every non-deaf leg of ``room`` hears next tick."""
+        frame = self._frame(pcm)
+        previous = self._broadcast.get(room)
+        if previous is not None:
+            total = previous.astype(np.int32) + frame
+            frame = np.clip(total, _INT16_MIN, _INT16_MAX).astype(np.int16)
+        self._broadcast[room] = frame
+
+    # ----------------------------------------------------------------------------- the tick
+
+    def mix(self) -> MixOutput:
+        """Mix one tick for every room and clear the per-tick inputs."""
+        layout = self._layout if self._layout is not None else self._build_layout()
+        self._layout = layout
+        n = self._count
+        samples = self.config.samples
+        pcm = self._pcm[:n]
+        payload = self._payload[:n]
+        active = self._active[:n]
+
+        # 1. decode (one lookup; A-law rows redone), silence for missing frames, gains
+        np.take(ULAW_DECODE, payload, out=pcm, mode="clip")
+        if layout.alaw_slots.size:
+            pcm[layout.alaw_slots] = ALAW_DECODE[payload[layout.alaw_slots]]
+        missing = np.flatnonzero(~self._has_input[:n])
+        if missing.size:
+            pcm[missing] = 0
+        if layout.gain_slots.size:
+            scaled = pcm[layout.gain_slots] * layout.gain_values[:, None]
+            np.clip(np.rint(scaled), _INT16_MIN, _INT16_MAX, out=scaled)
+            pcm[layout.gain_slots] = scaled.astype(np.int16)
+
+        # 2. voice-activity gate
+        vad = self._vad.update(pcm, active)
+
+        relay = layout.relay_partner >= 0
+        mixable = layout.mixable
+        hears_room = layout.hears_room
+        if self._broadcast or self._private_any:
+            relay, mixable, hears_room = self._suspend_relay(layout, relay)
+        feed = vad.gate & mixable
+
+        # 3. talkers sorted by room, plus room announcements as virtual talkers
+        feeders = layout.by_room[feed[layout.by_room]]
+        feeder_rooms = layout.room_index[feeders]
+        if self._broadcast:
+            feeders, feeder_rooms = self._add_broadcasts(layout, feeders, feeder_rooms)
+
+        listening = hears_room & ~feed
+        need = np.zeros((2, layout.rooms), dtype=np.bool_)
+        need[layout.is_alaw[listening].astype(np.intp), layout.room_index[listening]] = True
+        shared_rows = np.empty((2, layout.rooms), dtype=np.intp)
+        shared_rows[0] = SILENCE_ROW[Codec.PCMU]
+        shared_rows[1] = SILENCE_ROW[Codec.PCMA]
+
+        rows = np.full(n, -1, dtype=np.intp)
+        cursor = 2
+        # upper bound of rows this tick: padded talkers, shared frames, relays, private prompts
+        self._reserve_out(2 + 2 * feeders.size + 2 * layout.rooms + 2 * n)
+        room_total: npt.NDArray[np.int32] | None = None
+        has_total: BoolArray | None = None
+        if self._private_any:
+            room_total = np.zeros((layout.rooms, samples), dtype=np.int32)
+            has_total = np.zeros(layout.rooms, dtype=np.bool_)
+
+        if feeders.size:
+            change = np.flatnonzero(feeder_rooms[1:] != feeder_rooms[:-1]) + 1
+            starts = np.concatenate(([0], change))
+            counts = np.diff(np.append(starts, feeders.size))
+            buckets = np.ceil(np.log2(counts)).astype(np.intp)
+            for bucket in np.unique(buckets).tolist():
+                chosen = np.flatnonzero(buckets == bucket)
+                cursor = self._mix_bucket(
+                    layout=layout,
+                    feeders=feeders,
+                    feeder_rooms=feeder_rooms,
+                    starts=starts[chosen],
+                    counts=counts[chosen],
+                    need=need,
+                    shared_rows=shared_rows,
+                    rows=rows,
+                    cursor=cursor,
+                    room_total=room_total,
+                    has_total=has_total,
+                )
+
+        # 4. everyone who is not a talker hears the shared frame of their room and codec
+        codec_row = layout.is_alaw.astype(np.intp)
+        rows[listening] = shared_rows[codec_row[listening], layout.room_index[listening]]
+        deaf_or_relay = active & ~hears_room
+        rows[deaf_or_relay] = layout.silence_rows[deaf_or_relay]
+
+        # 5. two-party relay: copy the partner's payload bytes (no decode, no encode)
+        relayed = np.flatnonzero(relay)
+        if relayed.size:
+            partners = layout.relay_partner[relayed]
+            fresh = self._has_input[partners]
+            relayed, partners = relayed[fresh], partners[fresh]
+            self._out[cursor : cursor + relayed.size] = self._payload[partners]
+            rows[relayed] = np.arange(cursor, cursor + relayed.size)
+            cursor += relayed.size
+
+        encoded = cursor - 2 - relayed.size
+        if self._private_any:
+            assert room_total is not None and has_total is not None
+            cursor = self._mix_private(
+                layout=layout,
+                pcm=pcm,
+                feed=feed,
+                room_total=room_total,
+                has_total=has_total,
+                rows=rows,
+                cursor=cursor,
+            )
+            encoded = cursor - 2 - relayed.size
+
+        self._has_input[:n] = False
+        self._has_private[:n] = False
+        self._private_any = False
+        self._broadcast.clear()
+        return MixOutput(
+            frames=self._out[:cursor],
+            rows=rows,
+            talking=vad.talking,
+            level_dbov=vad.level_dbov,
+            started=vad.started,
+            stopped=vad.stopped,
+            encoded=encoded,
+        )
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _mix_bucket(
+        self,
+        *,
+        layout: _Layout,
+        feeders: IntArray,
+        feeder_rooms: IntArray,
+        starts: IntArray,
+        counts: IntArray,
+        need: BoolArray,
+        shared_rows: IntArray,
+        rows: IntArray,
+        cursor: int,
+        room_total: npt.NDArray[np.int32] | None,
+        has_total: BoolArray | None,
+    ) -> int:
+        """Mix the rooms of one bucket (similar talker counts) as one padded (m x rooms) block."""
+        samples = self.config.samples
+        width = int(counts.max())
+        nrooms = starts.size
+        depth = np.arange(width, dtype=np.intp)[:, None]
+        valid = depth < counts[None, :]
+        position = np.where(valid, starts[None, :] + depth, 0)
+        index = np.where(valid, feeders[position], self._zero_row)  # (width, nrooms)
+        size = width * nrooms * samples
+        block16 = self._scratch16[:size].reshape(width, nrooms, samples)
+        np.take(self._pcm, index, axis=0, out=block16)
+        total = self._total[: nrooms * samples].reshape(nrooms, samples)
+        np.sum(block16, axis=0, dtype=np.int32, out=total)
+        rooms = feeder_rooms[starts]
+        if room_total is not None and has_total is not None:
+            room_total[rooms] = total
+            has_total[rooms] = True
+
+        # talkers: room total minus exactly their own contribution, clipped once
+        block32 = self._scratch32[:size].reshape(width, nrooms, samples)
+        np.subtract(total[None, :, :], block16, out=block32)
+        np.clip(block32, _INT16_MIN, _INT16_MAX, out=block32)
+        np.copyto(block16, block32, casting="unsafe")
+        talkers = width * nrooms
+        out = self._out[cursor : cursor + talkers].reshape(width, nrooms, samples)
+        np.take(ULAW_ENCODE, block16.view(np.uint16), out=out, mode="clip")
+        real = valid & (index < self._capacity)
+        slots = index[real]
+        flat = np.flatnonzero(real.ravel())
+        alaw = layout.is_alaw[slots]
+        if alaw.any():
+            flat_a = flat[alaw]
+            out_flat = out.reshape(talkers, samples)
+            pcm_flat = block16.reshape(talkers, samples)
+            out_flat[flat_a] = ALAW_ENCODE[pcm_flat[flat_a].view(np.uint16)]
+        rows[slots] = cursor + flat
+        cursor += talkers
+
+        # listeners: one shared frame per (room, codec) that someone hears
+        shared16 = block16[0]  # reuse: the talker frames are already encoded
+        np.clip(total, _INT16_MIN, _INT16_MAX, out=total)
+        np.copyto(shared16, total, casting="unsafe")
+        for law, table in ((0, ULAW_ENCODE), (1, ALAW_ENCODE)):
+            wanted = np.flatnonzero(need[law, rooms])
+            if wanted.size:
+                target = self._out[cursor : cursor + wanted.size]
+                np.take(table, shared16[wanted].view(np.uint16), out=target, mode="clip")
+                shared_rows[law, rooms[wanted]] = np.arange(cursor, cursor + wanted.size)
+                cursor += wanted.size
+        return cursor
+
+    def _mix_private(
+        self,
+        *,
+        layout: _Layout,
+        pcm: npt.NDArray[np.int16],
+        feed: BoolArray,
+        room_total: npt.NDArray[np.int32],
+        has_total: BoolArray,
+        rows: IntArray,
+        cursor: int,
+    ) -> int:
+        """Give each leg with a private prompt its own frame: what it hears plus the prompt."""
+        slots = np.flatnonzero(self._has_private[: self._count] & self._active[: self._count])
+        if not slots.size:
+            return cursor
+        rooms = layout.room_index[slots]
+        hears = ~self._deaf[slots] & has_total[rooms]
+        frames = np.where(hears[:, None], room_total[rooms], 0)
+        own = hears & feed[slots]
+        frames[own] -= pcm[slots[own]]
+        frames += self._private[slots]
+        np.clip(frames, _INT16_MIN, _INT16_MAX, out=frames)
+        frames16 = frames.astype(np.int16)
+        target = self._out[cursor : cursor + slots.size]
+        np.take(ULAW_ENCODE, frames16.view(np.uint16), out=target, mode="clip")
+        alaw = layout.is_alaw[slots]
+        if alaw.any():
+            target[alaw] = ALAW_ENCODE[frames16[alaw].view(np.uint16)]
+        rows[slots] = np.arange(cursor, cursor + slots.size)
+        return cursor + slots.size
+
+    def _suspend_relay(
+        self, layout: _Layout, relay: BoolArray
+    ) -> tuple[BoolArray, BoolArray, BoolArray]:
+        """Rooms with a prompt this tick are mixed instead of relayed."""
+        n = self._count
+        prompted = np.zeros(layout.rooms, dtype=np.bool_)
+        prompted[layout.room_index[self._has_private[:n] & self._active[:n]]] = True
+        for room in self._broadcast:
+            members = np.flatnonzero(self._active[:n] & (self._room[:n] == room))
+            prompted[layout.room_index[members]] = True
+        suspended = relay & prompted[layout.room_index]
+        if not suspended.any():
+            return relay, layout.mixable, layout.hears_room
+        mixable = layout.mixable | (suspended & ~self._muted[:n])
+        hears_room = layout.hears_room | (suspended & ~self._deaf[:n])
+        return relay & ~suspended, mixable, hears_room
+
+    def _add_broadcasts(
+        self, layout: _Layout, feeders: IntArray, feeder_rooms: IntArray
+    ) -> tuple[IntArray, IntArray]:
+        """Append room announcements as virtual talkers (rows past the zero row of ``_pcm``)."""
+        n = self._count
+        extra_rows: list[int] = []
+        extra_rooms: list[int] = []
+        for room, frame in self._broadcast.items():
+            members = np.flatnonzero(self._active[:n] & (self._room[:n] == room))
+            if not members.size:
+                continue
+            row = self._zero_row + 1 + len(extra_rows)
+            self._pcm[row] = frame
+            extra_rows.append(row)
+            extra_rooms.append(int(layout.room_index[members[0]]))
+        if not extra_rows:
+            return feeders, feeder_rooms
+        all_feeders = np.concatenate((feeders, np.array(extra_rows, dtype=np.intp)))
+        all_rooms = np.concatenate((feeder_rooms, np.array(extra_rooms, dtype=np.intp)))
+        order = np.argsort(all_rooms, kind="stable")
+        return all_feeders[order], all_rooms[order]
+
+    def _build_layout(self) -> _Layout:
+        n = self._count
+        active = self._active[:n]
+        slots = np.flatnonzero(active)
+        room_index = np.zeros(n, dtype=np.intp)
+        room_ids, inverse, sizes = np.unique(
+            self._room[slots], return_inverse=True, return_counts=True
+        )
+        room_index[slots] = inverse
+        by_room = slots[np.argsort(inverse, kind="stable")]
+        is_alaw = active & (self._codec[:n] == Codec.PCMA.payload_type)
+        plain = ~self._muted[:n] & ~self._deaf[:n] & (self._gain[:n] == 1.0)
+
+        relay_partner = np.full(n, -1, dtype=np.intp)
+        if self.config.relay_two_party:
+            pair_rooms = np.flatnonzero(sizes == 2)
+            if pair_rooms.size:
+                starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))[pair_rooms]
+                first, second = by_room[starts], by_room[starts + 1]
+                ok = (
+                    plain[first]
+                    & plain[second]
+                    & (self._codec[first] == self._codec[second])
+                )
+                relay_partner[first[ok]] = second[ok]
+                relay_partner[second[ok]] = first[ok]
+        relay = relay_partner >= 0
+        gain_slots = np.flatnonzero(active & (self._gain[:n] != 1.0))
+        return _Layout(
+            room_index=room_index,
+            rooms=int(room_ids.size),
+            by_room=by_room,
+            relay_partner=relay_partner,
+            mixable=active & ~self._muted[:n] & ~relay,
+            hears_room=active & ~self._deaf[:n] & ~relay,
+            is_alaw=is_alaw,
+            alaw_slots=np.flatnonzero(is_alaw),
+            gain_slots=gain_slots,
+            gain_values=self._gain[gain_slots].copy(),
+            silence_rows=np.where(
+                is_alaw, SILENCE_ROW[Codec.PCMA], SILENCE_ROW[Codec.PCMU]
+            ).astype(np.intp),
+        )
+
+    def _grow(self, capacity: int) -> None:
+        """(Re)allocate every per-slot buffer for ``capacity`` legs, keeping current contents."""
+        samples = self.config.samples
+        fresh = self._capacity == 0
+        self._payload = _grown(None if fresh else self._payload, (capacity, samples), np.uint8)
+        self._has_input = _grown(None if fresh else self._has_input, (capacity,), np.bool_)
+        self._active = _grown(None if fresh else self._active, (capacity,), np.bool_)
+        self._room = _grown(None if fresh else self._room, (capacity,), np.int64)
+        self._codec = _grown(None if fresh else self._codec, (capacity,), np.uint8)
+        self._muted = _grown(None if fresh else self._muted, (capacity,), np.bool_)
+        self._deaf = _grown(None if fresh else self._deaf, (capacity,), np.bool_)
+        self._gain = _grown(None if fresh else self._gain, (capacity,), np.float32)
+        self._private = _grown(None if fresh else self._private, (capacity, samples), np.int16)
+        self._has_private = _grown(None if fresh else self._has_private, (capacity,), np.bool_)
+        # decoded PCM; row `capacity` is always zero (padding), rows after it hold announcements
+        self._pcm = np.zeros((2 * capacity + 1, samples), dtype=np.int16)
+        self._zero_row = capacity
+        # a padded bucket holds at most 2x the talkers (+ announcements)
+        self._scratch16 = np.zeros((4 * capacity + 2) * samples, dtype=np.int16)
+        self._scratch32 = np.zeros((4 * capacity + 2) * samples, dtype=np.int32)
+        self._total = np.zeros((2 * capacity + 1) * samples, dtype=np.int32)
+        self._vad.resize(capacity)
+        self._capacity = capacity
+        self._layout = None
+
+    def _reserve_out(self, rows: int) -> None:
+        if rows <= self._out.shape[0]:
+            return
+        size = max(rows, 2 * self._out.shape[0])
+        out = np.empty((size, self.config.samples), dtype=np.uint8)
+        out[SILENCE_ROW[Codec.PCMU]] = Codec.PCMU.silence_byte
+        out[SILENCE_ROW[Codec.PCMA]] = Codec.PCMA.silence_byte
+        self._out = out
+
+    def _frame(self, pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        frame = np.asarray(pcm)
+        if frame.dtype != np.int16 or frame.shape != (self.config.samples,):
+            raise ValueError(f"a prompt frame must be int16 of shape ({self.config.samples},)")
+        return frame
+
+    def _check(self, slot: int) -> None:
+        if not (0 <= slot < self._count and self._active[slot]):
+            raise KeyError(f"slot {slot} is not in use")
