@@ -388,6 +388,14 @@ class SqliteStore:
         async with self._db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
+    async def pragmas(self) -> dict[str, object]:
+        """The connection's durability settings (for tests and a health check)."""
+        out: dict[str, object] = {}
+        for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+            row = await self._one(f"PRAGMA {name}")
+            out[name] = None if row is None else row[0]
+        return out
+
     async def schema_version(self) -> int:
         row = await self._one("SELECT max(version) FROM schema_version")
         return 0 if row is None else int(row[0] or 0)
