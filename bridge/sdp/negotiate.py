@@ -528,8 +528,9 @@ def accept_answer(
     """Read the answer to ``our_offer`` (RFC 3264 §6, §7).
 
     Raise :class:`InvalidAnswerError` when the m-line count differs or the answer picks a codec
-    (or payload type) we did not offer, and :class:`NoCommonCodecError` when it rejects our
-    audio stream (port 0).
+    we did not offer, and :class:`NoCommonCodecError` when it rejects our audio stream (port 0).
+    ``payload_type`` / ``telephone_event_pt`` of the result are the answer's numbers (what the
+    answerer expects to receive, RFC 3264 §6.1); normally they equal ours.
     """
     if len(answer_sdp.media) != len(our_offer.media):
         raise InvalidAnswerError("answer has a different number of m-lines than the offer")
@@ -542,11 +543,11 @@ def accept_answer(
         raise InvalidAnswerError("answer changed the media type of the audio m-line")
     if answered.port == 0:
         raise NoCommonCodecError("answer rejected the audio stream")
-    offered_codecs: dict[int, tuple[str, int]] = {}
+    offered_codecs: set[tuple[str, int]] = set()
     for fmt in offered.formats:
         found = _encoding(offered, fmt)
         if found is not None:
-            offered_codecs[found[0]] = (found[1], found[2])
+            offered_codecs.add((found[1], found[2]))
     codec: tuple[int, str, int] | None = None
     te_pt: int | None = None
     for fmt in answered.formats:
@@ -554,8 +555,9 @@ def accept_answer(
         if found is None:
             raise InvalidAnswerError(f"answer uses unknown format {fmt!r}")
         pt, name, rate = found
-        if offered_codecs.get(pt) != (name, rate):
-            raise InvalidAnswerError(f"answer picks {name}/{rate} as {pt}, which we did not offer")
+        # RFC 3264 §6.1: the answer SHOULD (not MUST) reuse our numbers; match by name and rate
+        if (name, rate) not in offered_codecs:
+            raise InvalidAnswerError(f"answer picks {name}/{rate}, which we did not offer")
         if name == TELEPHONE_EVENT.upper():
             te_pt = pt if te_pt is None else te_pt
         elif codec is None:
