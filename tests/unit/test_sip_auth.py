@@ -241,6 +241,11 @@ FREESWITCH = (
     'Digest realm="10.0.0.5", nonce="8f0e2c7a-9d1b-4c3e-b6a5-1f2e3d4c5b6a", algorithm=MD5,'
     ' qop="auth"'
 )
+# tests/data/sipp/uas_auth.xml
+SIPP = (
+    'Digest realm="sipp.test", nonce="47ebe028cda119c35d4877b383027d28da013815", qop="auth",'
+    " algorithm=MD5"
+)
 QUOTED_ALGORITHM = 'Digest realm="pbx", nonce="abc", algorithm="SHA-256", qop="auth", stale=TRUE'
 
 
@@ -252,6 +257,7 @@ QUOTED_ALGORITHM = 'Digest realm="pbx", nonce="abc", algorithm="SHA-256", qop="a
         (KAMAILIO, ("sip.example.org", DigestAlgorithm.MD5, ("auth", "auth-int"), None, False)),
         (KAMAILIO_SHA, ("sip.example.org", DigestAlgorithm.SHA256, ("auth",), None, False)),
         (FREESWITCH, ("10.0.0.5", DigestAlgorithm.MD5, ("auth",), None, False)),
+        (SIPP, ("sipp.test", DigestAlgorithm.MD5, ("auth",), None, False)),
         (QUOTED_ALGORITHM, ("pbx", DigestAlgorithm.SHA256, ("auth",), None, True)),
     ],
 )
