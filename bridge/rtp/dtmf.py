@@ -334,7 +334,9 @@ class Rfc4733Receiver:
             self._begin(ev, timestamp, now)
             if action in (_A.BEGIN, _A.REPORT_AND_BEGIN):
                 out.append(
-                    DigitStarted(digit=DTMF_EVENT_CODES[ev.event], source="rfc4733", start=now)
+                    DigitStarted(
+                        digit=DTMF_EVENT_CODES[ev.event], source="rfc4733", start=self._start
+                    )
                 )
         if ev is not None and action in (_A.EXTEND, _A.EXTEND_AND_REPORT):
             offset = _serial_delta(self._segment_ts, self._timestamp, 32)
