@@ -250,7 +250,7 @@ class StreamFramer:
     After a SipParseError the stream cannot be resynchronised: close the connection.
     """
 
-    __slots__ = ("_buffer", "_limits", "_pending", "_pending_crlf", "pings")
+    __slots__ = ("_buffer", "_error", "_limits", "_pending", "_pending_crlf", "pings")
 
     def __init__(self, limits: SipLimits = DEFAULT_LIMITS) -> None:
         self._buffer = bytearray()
@@ -258,6 +258,7 @@ class StreamFramer:
         # A parsed head waiting for its body: (message, body offset, body length).
         self._pending: tuple[SipRequest | SipResponse, int, int] | None = None
         self._pending_crlf = 0  # CRLF octets seen between messages, for ping detection
+        self._error: SipParseError | None = None  # raised by the next feed()
         self.pings = 0
 
     @property
@@ -271,10 +272,26 @@ class StreamFramer:
         return pings
 
     def feed(self, data: bytes) -> list[SipRequest | SipResponse]:
-        """Add stream octets; return the complete messages now available, in order."""
+        """Add stream octets; return the complete messages now available, in order.
+
+        Raises SipParseError when the stream is broken (no Content-Length, bad head, too
+        large). Messages framed before the broken one in the same call are returned first and
+        the error is raised by the next call, so none is lost.
+        """
+        if self._error is not None:
+            raise self._error
+        out: list[SipRequest | SipResponse] = []
+        try:
+            self._frame(data, out)
+        except SipParseError as exc:
+            self._error = exc
+            if not out:
+                raise
+        return out
+
+    def _frame(self, data: bytes, out: list[SipRequest | SipResponse]) -> None:
         buf = self._buffer
         buf += data
-        out: list[SipRequest | SipResponse] = []
         limits = self._limits
         while buf:
             if self._pending is None:
@@ -307,7 +324,6 @@ class StreamFramer:
             del buf[:end]
             self._pending = None
             out.append(message)
-        return out
 
     def _count_crlf(self, chunk: bytes) -> None:
         """Count RFC 5626 pings: each CRLFCRLF between messages is one ping."""
