@@ -61,6 +61,10 @@ class MixerConfig:
     relay_two_party: bool = True
     """Relay payload bytes in two-party rooms instead of mixing."""
 
+    def __post_init__(self) -> None:
+        if self.samples < 2 or self.samples % 2:
+            raise ValueError("samples per frame must be a positive even number")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MixOutput:
@@ -118,6 +122,29 @@ def _grown(
         keep = min(old.shape[0], shape[0])
         new[:keep] = old[:keep]
     return new
+
+
+def _code_pairs() -> npt.NDArray[np.uint8]:
+    """Every pair of codes, in the order a payload viewed as uint16 indexes them."""
+    return np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(65536, 2)
+
+
+def _pair_decode(table: npt.NDArray[np.int16]) -> npt.NDArray[np.uint32]:
+    """Two decoded samples per entry, so a payload viewed as uint16 decodes in one take."""
+    pairs = np.ascontiguousarray(table[_code_pairs()])
+    return pairs.view(np.uint32).reshape(65536)
+
+
+def _pair_power(table: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
+    """Sum of the squares of the two decoded samples of each pair of codes."""
+    values = table[_code_pairs()].astype(np.float32)
+    squares = np.empty(65536, dtype=np.float32)
+    np.einsum("ij,ij->i", values, values, out=squares)
+    return squares
+
+
+_PAIR_DECODE = {Codec.PCMU: _pair_decode(ULAW_DECODE), Codec.PCMA: _pair_decode(ALAW_DECODE)}
+_PAIR_POWER = {Codec.PCMU: _pair_power(ULAW_DECODE), Codec.PCMA: _pair_power(ALAW_DECODE)}
 
 
 class Mixer:
@@ -259,37 +286,66 @@ class Mixer:
         self._layout = layout
         n = self._count
         samples = self.config.samples
-        pcm = self._pcm[:n]
         payload = self._payload[:n]
         active = self._active[:n]
+        has_input = self._has_input[:n]
 
-        # 1. decode (one lookup; A-law rows redone), silence for missing frames, gains
-        np.take(ULAW_DECODE, payload, out=pcm, mode="clip")
+        # 1. power of every leg straight from its codes (a table of summed squares per pair of
+        #    codes), so silent legs are never decoded; gain scales power by gain^2
+        pairs = payload.view(np.uint16)
+        pair_power = self._pair_power[:n]
+        np.take(_PAIR_POWER[Codec.PCMU], pairs, out=pair_power, mode="clip")
         if layout.alaw_slots.size:
-            pcm[layout.alaw_slots] = ALAW_DECODE[payload[layout.alaw_slots]]
-        missing = np.flatnonzero(~self._has_input[:n])
-        if missing.size:
-            pcm[missing] = 0
+            pair_power[layout.alaw_slots] = _PAIR_POWER[Codec.PCMA][pairs[layout.alaw_slots]]
+        power = self._power[:n]
+        np.matmul(pair_power, self._ones, out=power)
+        np.multiply(power, has_input, out=power)
+        power *= np.float32(1.0 / samples)
         if layout.gain_slots.size:
-            scaled = pcm[layout.gain_slots] * layout.gain_values[:, None]
-            np.clip(np.rint(scaled), _INT16_MIN, _INT16_MAX, out=scaled)
-            pcm[layout.gain_slots] = scaled.astype(np.int16)
+            power[layout.gain_slots] *= layout.gain_values * layout.gain_values
 
         # 2. voice-activity gate
-        vad = self._vad.update(pcm, active)
+        vad = self._vad.update_power(power, active)
 
         relay = layout.relay_partner >= 0
         mixable = layout.mixable
         hears_room = layout.hears_room
         if self._broadcast or self._private_any:
             relay, mixable, hears_room = self._suspend_relay(layout, relay)
-        feed = vad.gate & mixable
+        feed = vad.gate & mixable & has_input
 
-        # 3. talkers sorted by room, plus room announcements as virtual talkers
+        # 3. decode only the talkers (sorted by room) into rows 0..T-1 of _pcm, apply gains;
+        #    room announcements follow as virtual talkers (owner -1)
         feeders = layout.by_room[feed[layout.by_room]]
+        talkers = feeders.size
+        codes = self._codes[:talkers]
+        np.take(payload, feeders, axis=0, out=codes)
+        contribution = self._pcm[:talkers]
+        np.take(
+            _PAIR_DECODE[Codec.PCMU], codes.view(np.uint16), out=contribution.view(np.uint32),
+            mode="clip",
+        )
+        alaw_feeders = np.flatnonzero(layout.is_alaw[feeders])
+        if alaw_feeders.size:
+            contribution[alaw_feeders] = ALAW_DECODE[codes[alaw_feeders]]
+        if layout.gain_slots.size:
+            gained = np.flatnonzero(self._gain[feeders] != 1.0)
+            if gained.size:
+                factor = self._gain[feeders[gained]][:, None]
+                scaled = np.rint(contribution[gained] * factor)
+                np.clip(scaled, _INT16_MIN, _INT16_MAX, out=scaled)
+                contribution[gained] = scaled.astype(np.int16)
+        owners = feeders
+        positions = np.arange(talkers, dtype=np.intp)
         feeder_rooms = layout.room_index[feeders]
         if self._broadcast:
-            feeders, feeder_rooms = self._add_broadcasts(layout, feeders, feeder_rooms)
+            owners, positions, feeder_rooms = self._add_broadcasts(
+                layout, owners, positions, feeder_rooms
+            )
+        row_of_slot: IntArray | None = None
+        if self._private_any:
+            row_of_slot = np.full(n, -1, dtype=np.intp)
+            row_of_slot[feeders] = np.arange(talkers)
 
         listening = hears_room & ~feed
         need = np.zeros((2, layout.rooms), dtype=np.bool_)
@@ -301,23 +357,24 @@ class Mixer:
         rows = np.full(n, -1, dtype=np.intp)
         cursor = 2
         # upper bound of rows this tick: padded talkers, shared frames, relays, private prompts
-        self._reserve_out(2 + 2 * feeders.size + 2 * layout.rooms + 2 * n)
+        self._reserve_out(2 + 2 * owners.size + 2 * layout.rooms + 2 * n)
         room_total: npt.NDArray[np.int32] | None = None
         has_total: BoolArray | None = None
         if self._private_any:
             room_total = np.zeros((layout.rooms, samples), dtype=np.int32)
             has_total = np.zeros(layout.rooms, dtype=np.bool_)
 
-        if feeders.size:
+        if owners.size:
             change = np.flatnonzero(feeder_rooms[1:] != feeder_rooms[:-1]) + 1
             starts = np.concatenate(([0], change))
-            counts = np.diff(np.append(starts, feeders.size))
+            counts = np.diff(np.append(starts, owners.size))
             buckets = np.ceil(np.log2(counts)).astype(np.intp)
             for bucket in np.unique(buckets).tolist():
                 chosen = np.flatnonzero(buckets == bucket)
                 cursor = self._mix_bucket(
                     layout=layout,
-                    feeders=feeders,
+                    owners=owners,
+                    positions=positions,
                     feeder_rooms=feeder_rooms,
                     starts=starts[chosen],
                     counts=counts[chosen],
@@ -347,11 +404,10 @@ class Mixer:
 
         encoded = cursor - 2 - relayed.size
         if self._private_any:
-            assert room_total is not None and has_total is not None
+            assert room_total is not None and has_total is not None and row_of_slot is not None
             cursor = self._mix_private(
                 layout=layout,
-                pcm=pcm,
-                feed=feed,
+                row_of_slot=row_of_slot,
                 room_total=room_total,
                 has_total=has_total,
                 rows=rows,
@@ -379,7 +435,8 @@ class Mixer:
         self,
         *,
         layout: _Layout,
-        feeders: IntArray,
+        owners: IntArray,
+        positions: IntArray,
         feeder_rooms: IntArray,
         starts: IntArray,
         counts: IntArray,
@@ -397,7 +454,8 @@ class Mixer:
         depth = np.arange(width, dtype=np.intp)[:, None]
         valid = depth < counts[None, :]
         position = np.where(valid, starts[None, :] + depth, 0)
-        index = np.where(valid, feeders[position], self._zero_row)  # (width, nrooms)
+        index = np.where(valid, positions[position], self._zero_row)  # rows of _pcm
+        owner = np.where(valid, owners[position], -1)  # (width, nrooms) slots, -1: none
         size = width * nrooms * samples
         block16 = self._scratch16[:size].reshape(width, nrooms, samples)
         np.take(self._pcm, index, axis=0, out=block16)
@@ -416,8 +474,8 @@ class Mixer:
         talkers = width * nrooms
         out = self._out[cursor : cursor + talkers].reshape(width, nrooms, samples)
         np.take(ULAW_ENCODE, block16.view(np.uint16), out=out, mode="clip")
-        real = valid & (index < self._capacity)
-        slots = index[real]
+        real = owner >= 0
+        slots = owner[real]
         flat = np.flatnonzero(real.ravel())
         alaw = layout.is_alaw[slots]
         if alaw.any():
@@ -445,8 +503,7 @@ class Mixer:
         self,
         *,
         layout: _Layout,
-        pcm: npt.NDArray[np.int16],
-        feed: BoolArray,
+        row_of_slot: IntArray,
         room_total: npt.NDArray[np.int32],
         has_total: BoolArray,
         rows: IntArray,
@@ -459,8 +516,8 @@ class Mixer:
         rooms = layout.room_index[slots]
         hears = ~self._deaf[slots] & has_total[rooms]
         frames = np.where(hears[:, None], room_total[rooms], 0)
-        own = hears & feed[slots]
-        frames[own] -= pcm[slots[own]]
+        own = hears & (row_of_slot[slots] >= 0)
+        frames[own] -= self._pcm[row_of_slot[slots[own]]]
         frames += self._private[slots]
         np.clip(frames, _INT16_MIN, _INT16_MAX, out=frames)
         frames16 = frames.astype(np.int16)
@@ -490,26 +547,29 @@ class Mixer:
         return relay & ~suspended, mixable, hears_room
 
     def _add_broadcasts(
-        self, layout: _Layout, feeders: IntArray, feeder_rooms: IntArray
-    ) -> tuple[IntArray, IntArray]:
-        """Append room announcements as virtual talkers (rows past the zero row of ``_pcm``)."""
+        self, layout: _Layout, owners: IntArray, positions: IntArray, feeder_rooms: IntArray
+    ) -> tuple[IntArray, IntArray, IntArray]:
+        """Append room announcements as virtual talkers (owner -1) after the decoded talkers."""
         n = self._count
         extra_rows: list[int] = []
         extra_rooms: list[int] = []
+        next_row = positions.size
         for room, frame in self._broadcast.items():
             members = np.flatnonzero(self._active[:n] & (self._room[:n] == room))
             if not members.size:
                 continue
-            row = self._zero_row + 1 + len(extra_rows)
-            self._pcm[row] = frame
-            extra_rows.append(row)
+            self._pcm[next_row] = frame
+            extra_rows.append(next_row)
             extra_rooms.append(int(layout.room_index[members[0]]))
+            next_row += 1
         if not extra_rows:
-            return feeders, feeder_rooms
-        all_feeders = np.concatenate((feeders, np.array(extra_rows, dtype=np.intp)))
+            return owners, positions, feeder_rooms
+        count = len(extra_rows)
+        all_owners = np.concatenate((owners, np.full(count, -1, dtype=np.intp)))
+        all_positions = np.concatenate((positions, np.array(extra_rows, dtype=np.intp)))
         all_rooms = np.concatenate((feeder_rooms, np.array(extra_rooms, dtype=np.intp)))
         order = np.argsort(all_rooms, kind="stable")
-        return all_feeders[order], all_rooms[order]
+        return all_owners[order], all_positions[order], all_rooms[order]
 
     def _build_layout(self) -> _Layout:
         n = self._count
@@ -569,9 +629,13 @@ class Mixer:
         self._gain = _grown(None if fresh else self._gain, (capacity,), np.float32)
         self._private = _grown(None if fresh else self._private, (capacity, samples), np.int16)
         self._has_private = _grown(None if fresh else self._has_private, (capacity,), np.bool_)
-        # decoded PCM; row `capacity` is always zero (padding), rows after it hold announcements
+        # decoded talkers then announcements; the last row is always zero (padding)
         self._pcm = np.zeros((2 * capacity + 1, samples), dtype=np.int16)
-        self._zero_row = capacity
+        self._zero_row = 2 * capacity
+        self._codes = np.zeros((capacity, samples), dtype=np.uint8)
+        self._pair_power = np.zeros((capacity, samples // 2), dtype=np.float32)
+        self._power = np.zeros(capacity, dtype=np.float32)
+        self._ones = np.ones(samples // 2, dtype=np.float32)
         # a padded bucket holds at most 2x the talkers (+ announcements)
         self._scratch16 = np.zeros((4 * capacity + 2) * samples, dtype=np.int16)
         self._scratch32 = np.zeros((4 * capacity + 2) * samples, dtype=np.int32)

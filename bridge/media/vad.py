@@ -126,7 +126,6 @@ class Vad:
         ``pcm`` is the (legs x samples) block of the first ``legs`` slots; ``active`` masks out
         free slots (they are forced silent and never reported).
         """
-        cfg = self.config
         legs, samples = pcm.shape
         if legs > self._capacity:
             raise ValueError(f"{legs} legs exceed the VAD capacity {self._capacity}")
@@ -136,10 +135,25 @@ class Vad:
         np.copyto(scratch, pcm, casting="unsafe")
         power = self._power[:legs]
         np.einsum("ij,ij->i", scratch, scratch, out=power)
-        power *= np.float32(1.0 / (samples * FULL_SCALE_POWER))
+        power *= np.float32(1.0 / samples)
+        return self.update_power(power, active)
+
+    def update_power(
+        self, mean_square: npt.NDArray[np.float32], active: npt.NDArray[np.bool_] | None = None
+    ) -> VadResult:
+        """Advance every leg by one frame given each leg's mean square sample value.
+
+        The mixer measures power straight from the G.711 codes (a table of squared decoded
+        values), without decoding the legs that turn out to be silent.
+        """
+        cfg = self.config
+        legs = mean_square.shape[0]
+        if legs > self._capacity:
+            raise ValueError(f"{legs} legs exceed the VAD capacity {self._capacity}")
         level = self._level[:legs]
-        np.maximum(power, np.float32(1e-13), out=power)
-        np.log10(power, out=level)
+        np.multiply(mean_square, np.float32(1.0 / FULL_SCALE_POWER), out=level)
+        np.maximum(level, np.float32(1e-13), out=level)
+        np.log10(level, out=level)
         level *= np.float32(10.0)
         np.maximum(level, np.float32(LEVEL_FLOOR_DBOV), out=level)
 
