@@ -63,6 +63,9 @@ def scan_quoted(text: str, start: int) -> tuple[int, str]:
 
     Returns (index after the closing DQUOTE, unescaped content). Raises 400 if unterminated.
     """
+    close = text.find('"', start + 1)
+    if close >= 0 and text.find("\\", start + 1, close) < 0:  # fast path: no quoted-pair
+        return close + 1, text[start + 1 : close]
     out: list[str] = []
     i = start + 1
     n = len(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ _CANONICAL["cseq"] = "CSeq"
 _CANONICAL["www-authenticate"] = "WWW-Authenticate"
 
 
+@lru_cache(maxsize=2048)
 def canonical_name(name: str) -> str:
     """Map a header name (any case, compact or long form) to its canonical spelling."""
     lower = name.lower()
@@ -179,6 +181,11 @@ class Headers:
 
 def split_header_list(value: str) -> list[str]:
     """Split a header value at commas outside quoted strings and angle brackets."""
+    if "," not in value:  # fast path: a single value
+        value = value.strip()
+        return [value] if value else []
+    if '"' not in value and "<" not in value:  # fast path: no quoting, plain split
+        return [part for part in (p.strip() for p in value.split(",")) if part]
     parts: list[str] = []
     depth = 0
     quoted = False

@@ -48,6 +48,7 @@ from bridge.sip.headers import (
     TOKEN_RE,
     CSeq,
     NameAddr,
+    Via,
     parse_content_type,
     parse_int_header,
     parse_option_tags,
@@ -58,6 +59,7 @@ from bridge.sip.message import (
     SipParseError,
     SipRequest,
     SipResponse,
+    split_header_list,
 )
 from bridge.sip.uri import SUPPORTED_SCHEMES, SipUri
 
@@ -340,34 +342,57 @@ _REQUIRED_REQUEST = ("Via", "To", "From", "Call-ID", "CSeq")  # §8.1.1; Max-For
 _REQUIRED_RESPONSE = ("Via", "To", "From", "Call-ID", "CSeq")
 
 
-def _check_common(message: SipRequest | SipResponse, required: tuple[str, ...]) -> CSeq:
-    headers = message.headers
-    missing = [name for name in required if name not in headers]
+def _group(message: SipRequest | SipResponse) -> dict[str, list[str]]:
+    """Header field values by canonical name, in one pass over the header list."""
+    by_name: dict[str, list[str]] = {}
+    for name, value in message.headers:
+        entry = by_name.get(name)
+        if entry is None:
+            by_name[name] = [value]
+        else:
+            entry.append(value)
+    return by_name
+
+
+def _list_values(by_name: dict[str, list[str]], name: str) -> list[str]:
+    out: list[str] = []
+    for line in by_name.get(name, ()):
+        out.extend(split_header_list(line))
+    return out
+
+
+def _check_common(
+    message: SipRequest | SipResponse, by_name: dict[str, list[str]], required: tuple[str, ...]
+) -> CSeq:
+    missing = [name for name in required if name not in by_name]
     if missing:
         raise SipParseError(f"Missing {', '.join(missing)}")
     for name in SINGLE_VALUED:
-        values = headers.get_all(name)
-        if len(values) > 1:
+        if len(by_name.get(name, ())) > 1:
             raise SipParseError(f"Multiple {name} header fields")
-    if not message.call_id:
+    if not by_name["Call-ID"][0].strip(_WS):
         raise SipParseError("Empty Call-ID")
     try:
-        cseq = message.cseq
-        vias = message.vias
+        cseq = CSeq.parse(by_name["CSeq"][0])
+        vias = _list_values(by_name, "Via")
         if not vias:
             raise SipParseError("Empty Via")
-        _ = message.from_, message.to  # parsed for their syntax check
-        for value in headers.values("Contact"):
-            if value.strip(_WS) != "*":
+        for value in vias:
+            Via.parse(value)
+        NameAddr.parse(by_name["From"][0])
+        NameAddr.parse(by_name["To"][0])
+        for value in _list_values(by_name, "Contact"):
+            if value != "*":
                 NameAddr.parse(value)
-        for value in headers.values("Record-Route") + headers.values("Route"):
-            NameAddr.parse(value)
+        for name in ("Record-Route", "Route"):
+            for value in _list_values(by_name, name):
+                NameAddr.parse(value)
     except SipParseError as exc:
         # Keep 416 (non-SIP URI in a header) and refine the reason of a syntax error.
         raise SipParseError(f"Bad header: {exc.reason}", exc.status) from exc
-    content_type = headers.get("Content-Type")
+    content_type = by_name.get("Content-Type")
     if content_type is not None:
-        parse_content_type(content_type)
+        parse_content_type(content_type[0])
     elif message.body:
         raise SipParseError("Body without Content-Type")
     return cseq
@@ -389,17 +414,18 @@ def validate_request(request: SipRequest) -> None:
         raise SipParseError("Unsupported URI Scheme", status=416)
     if uri.headers:
         raise SipParseError("Request-URI must not contain headers")
-    cseq = _check_common(request, _REQUIRED_REQUEST)
+    by_name = _group(request)
+    cseq = _check_common(request, by_name, _REQUIRED_REQUEST)
     if cseq.method != request.method:
         raise SipParseError("CSeq method does not match the request method")
-    max_forwards = request.headers.get("Max-Forwards")
+    max_forwards = by_name.get("Max-Forwards")
     if max_forwards is not None:
-        parse_int_header(max_forwards, 255)
-    expires = request.headers.get("Expires")
+        parse_int_header(max_forwards[0], 255)
+    expires = by_name.get("Expires")
     if expires is not None:
-        parse_int_header(expires)
+        parse_int_header(expires[0])
     for name in ("Require", "Proxy-Require", "Supported"):
-        for value in request.headers.get_all(name):
+        for value in by_name.get(name, ()):
             parse_option_tags(value)
 
 
@@ -408,4 +434,4 @@ def validate_response(response: SipResponse) -> None:
     version other than SIP/2.0, a missing mandatory header or malformed Via/CSeq/From/To."""
     if response.version.upper() != SIP_VERSION:
         raise SipParseError("Version Not Supported", status=505)
-    _check_common(response, _REQUIRED_RESPONSE)
+    _check_common(response, _group(response), _REQUIRED_RESPONSE)

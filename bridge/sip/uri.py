@@ -104,10 +104,19 @@ def escape(text: str, safe: frozenset[str]) -> str:
     return "".join(parts)
 
 
+def _wire_re(allowed: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(ch) for ch in sorted(allowed)) + "]*")
+
+
+_WIRE_RES: dict[frozenset[str], re.Pattern[str]] = {
+    charset: _wire_re(charset)
+    for charset in (_USER_WIRE, _PASSWORD_WIRE, _PARAM_WIRE, _HEADER_WIRE)
+}
+
+
 def _check_wire(text: str, allowed: frozenset[str], what: str) -> None:
-    for ch in text:
-        if ch not in allowed:
-            raise SipParseError(f"Illegal character {ch!r} in URI {what}")
+    if _WIRE_RES[allowed].fullmatch(text) is None:
+        raise SipParseError(f"Illegal character in URI {what}: {text[:40]!r}")
 
 
 def _parse_uri_params(text: str) -> dict[str, str | None]:
