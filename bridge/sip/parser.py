@@ -390,6 +390,9 @@ def _check_common(
     except SipParseError as exc:
         # Keep 416 (non-SIP URI in a header) and refine the reason of a syntax error.
         raise SipParseError(f"Bad header: {exc.reason}", exc.status) from exc
+    length = by_name.get("Content-Length")
+    if length is not None and parse_int_header(length[0], 2**31 - 1) != len(message.body):
+        raise SipParseError("Content-Length does not match the body")
     content_type = by_name.get("Content-Type")
     if content_type is not None:
         parse_content_type(content_type[0])
@@ -405,7 +408,8 @@ def validate_request(request: SipRequest) -> None:
     scheme other than sip/sips/tel (§8.2.2.1) or a non-SIP URI in From/To/Contact (RFC 4475
     §3.3.4); 400 for a missing mandatory header (§8.1.1), a repeated single-valued header
     (RFC 4475 §3.3.8, §3.3.9), malformed CSeq/Via/From/To/Contact/Max-Forwards/Content-Type,
-    CSeq method != request method (§8.1.1.5), headers in the Request-URI (§19.1.1 table).
+    CSeq method != request method (§8.1.1.5), headers in the Request-URI (§19.1.1 table),
+    a Content-Length that differs from the body (§20.14), a body without Content-Type (§7.4.1).
     """
     if request.version.upper() != SIP_VERSION:
         raise SipParseError("Version Not Supported", status=505)

@@ -534,6 +534,17 @@ def test_validate_body_needs_content_type() -> None:
     )
 
 
+def test_validate_content_length_must_match_body() -> None:
+    request = _request(OPTIONS)
+    validate_request(request)
+    request.body = b"late body"
+    request.headers.add("Content-Type", "text/plain")
+    with pytest.raises(SipParseError) as info:
+        validate_request(request)
+    assert info.value.status == 400
+    assert "Content-Length" in info.value.reason
+
+
 def test_validate_response() -> None:
     ok = parse_message((DATA / "sip" / "trunk_200ok.sip").read_bytes())
     assert isinstance(ok, SipResponse)
