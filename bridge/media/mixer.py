@@ -2,11 +2,12 @@
 
 Per 20 ms tick (``Mixer.mix``), for all legs at once:
 
-1. *Decode* the payload block the engine filled (legs x 160 G.711 codes) with one table lookup
-   (``bridge.codecs.g711``); legs without a packet this tick decode as silence. Per-leg gain is
-   applied here, to the few legs whose gain is not 1.
+1. *Measure* every leg's power straight from its codes: a table maps each pair of G.711 codes
+   (the payload viewed as uint16) to the sum of their squared decoded values, and one matrix
+   product sums each row. Legs without a packet this tick count as silent; gain scales power.
 2. *Gate* with the voice-activity detector (``bridge.media.vad``): only talking, unmuted legs feed
-   the mix, so the cost grows with talkers, not listeners.
+   the mix, and only they are *decoded* (a pair table again: two samples per lookup), so the
+   cost of everything after the power measurement grows with talkers, not listeners.
 3. *Sum* the feeding legs per room in int32. Rooms are grouped into buckets of similar talker
    count (powers of two) and each bucket is one padded gather + one ``sum(axis=0)``; the Python
    loop runs over buckets (at most ~14), never over rooms or participants. Room-wide
@@ -17,8 +18,8 @@ Per 20 ms tick (``Mixer.mix``), for all legs at once:
    (room, codec) and shared by row index. Deaf legs get a silence frame (still a packet, so
    trunks keep the call up). Private prompts are added to that leg's own frame.
 5. A room of exactly two legs sharing a codec, with no mute/deaf/gain/prompt, relays each leg's
-   payload bytes to the other without decode or encode (the decode of step 1 still feeds the
-   VAD levels).
+   payload bytes to the other without decode or encode (step 1 still measures their power for
+   the talking events and levels).
 
 The result is a ``MixOutput``: one uint8 block of encoded frames plus, per slot, the row to send.
 The mixer is pure computation (no clock, no I/O, no global state); a room lives in one Mixer, so
@@ -34,7 +35,15 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from bridge.codecs.g711 import ALAW_DECODE, ALAW_ENCODE, ULAW_DECODE, ULAW_ENCODE, Codec
+from bridge.codecs.g711 import (
+    ALAW_DECODE,
+    ALAW_ENCODE,
+    ALAW_PAIR_DECODE,
+    ULAW_DECODE,
+    ULAW_ENCODE,
+    ULAW_PAIR_DECODE,
+    Codec,
+)
 from bridge.media.vad import Vad, VadConfig
 
 __all__ = ["MixOutput", "Mixer", "MixerConfig"]
@@ -129,12 +138,6 @@ def _code_pairs() -> npt.NDArray[np.uint8]:
     return np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(65536, 2)
 
 
-def _pair_decode(table: npt.NDArray[np.int16]) -> npt.NDArray[np.uint32]:
-    """Two decoded samples per entry, so a payload viewed as uint16 decodes in one take."""
-    pairs = np.ascontiguousarray(table[_code_pairs()])
-    return pairs.view(np.uint32).reshape(65536)
-
-
 def _pair_power(table: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
     """Sum of the squares of the two decoded samples of each pair of codes."""
     values = table[_code_pairs()].astype(np.float32)
@@ -143,7 +146,7 @@ def _pair_power(table: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
     return squares
 
 
-_PAIR_DECODE = {Codec.PCMU: _pair_decode(ULAW_DECODE), Codec.PCMA: _pair_decode(ALAW_DECODE)}
+_PAIR_DECODE = {Codec.PCMU: ULAW_PAIR_DECODE, Codec.PCMA: ALAW_PAIR_DECODE}
 _PAIR_POWER = {Codec.PCMU: _pair_power(ULAW_DECODE), Codec.PCMA: _pair_power(ALAW_DECODE)}
 
 
@@ -369,7 +372,8 @@ class Mixer:
             starts = np.concatenate(([0], change))
             counts = np.diff(np.append(starts, owners.size))
             buckets = np.ceil(np.log2(counts)).astype(np.intp)
-            for bucket in np.unique(buckets).tolist():
+            low, high = int(buckets.min()), int(buckets.max())
+            for bucket in [low] if low == high else np.unique(buckets).tolist():
                 chosen = np.flatnonzero(buckets == bucket)
                 cursor = self._mix_bucket(
                     layout=layout,
