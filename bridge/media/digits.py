@@ -88,8 +88,12 @@ class DigitMerger:
         return not (self.policy.inband_off_after_rfc4733 and self._rfc4733_seen)
 
     def next_timer(self) -> float | None:
-        """When :meth:`handle_timer` should run to release held reports."""
-        return min((p.deadline for p in self._pending), default=None)
+        """When :meth:`handle_timer` should run to release held reports.
+
+        Reports that started after an RFC 4733 press still in progress have no timer: the
+        end of that press (or its receiver's timeout) releases them, keeping the order.
+        """
+        return min((p.deadline for p in self._pending if not self._blocked(p)), default=None)
 
     def handle_timer(self, now: float) -> list[DigitReceived]:
         """Release held reports whose ``hold`` has expired."""
@@ -166,6 +170,9 @@ class DigitMerger:
                 self.dropped += 1
         self._open = press
 
+    def _blocked(self, held: _Press) -> bool:
+        return self._open is not None and self._open.start <= held.start
+
     def _overlaps(self, a: _Press, b: _Press) -> bool:
         w = self.policy.window
         return a.start <= b.end + w and b.start <= a.end + w
@@ -178,14 +185,17 @@ class DigitMerger:
         )
 
     def _release(self, now: float, *, before: float | None) -> list[DigitReceived]:
-        """Emit held reports that are due (or that started before ``before``), by start."""
+        """Emit held reports in start order: those due now, or else (``before`` given) those
+        that started before a digit about to be emitted."""
         out: list[DigitReceived] = []
         self._pending.sort(key=lambda p: p.start)
         while self._pending:
             head = self._pending[0]
-            due = head.deadline <= now or (before is not None and head.start < before)
-            blocked = self._open is not None and self._open.start <= head.start
-            if not due or (blocked and before is None):
+            if before is not None:
+                due = head.start < before
+            else:
+                due = head.deadline <= now and not self._blocked(head)
+            if not due:
                 break
             self._pending.pop(0)
             self._emitted.append(head)
