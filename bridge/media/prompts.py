@@ -24,8 +24,6 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-import bridge
-
 __all__ = [
     "FRAME_SAMPLES",
     "SAMPLE_RATE",
@@ -64,7 +62,7 @@ class PromptFormatError(PromptError, ValueError):
 
 def default_prompts_dir() -> Path:
     """``ivr_prompts/`` next to the ``bridge`` package (the repository root)."""
-    return Path(bridge.__file__).resolve().parent.parent / "ivr_prompts"
+    return Path(__file__).resolve().parents[2] / "ivr_prompts"
 
 
 def load_clip(path: Path) -> Clip:
