@@ -428,6 +428,11 @@ class SipEndpoint:
             return
         self._on_request(message, addr, transport, now)
 
+    @property
+    def has_datagrams(self) -> bool:
+        """True when ``datagrams_to_send()`` would return something."""
+        return bool(self._out)
+
     def datagrams_to_send(self) -> list[Outgoing]:
         out, self._out = self._out, []
         return out
