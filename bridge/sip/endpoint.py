@@ -288,6 +288,7 @@ class _ClientEntry:
     dest: Addr
     purpose: _Purpose
     owner: str | None  # call or registration handle
+    key: TransactionKey = ()
 
 
 @dataclass(slots=True)
@@ -295,6 +296,7 @@ class _ServerEntry:
     tx: InviteServerTransaction | NonInviteServerTransaction
     dest: Addr
     call: str | None = None
+    key: TransactionKey = ()
 
 
 def _host_of(host: str) -> str:
@@ -724,7 +726,7 @@ class SipEndpoint:
             tx = InviteServerTransaction(request, transport=transport, timers=self.timers)
         else:
             tx = NonInviteServerTransaction(request, transport=transport, timers=self.timers)
-        entry = _ServerEntry(tx=tx, dest=dest)
+        entry = _ServerEntry(tx=tx, dest=dest, key=key)
         self._server[key] = entry
         if request.method == "INVITE":
             self._server_send(key, self._response(request, 100), now)  # §17.2.1
@@ -863,7 +865,8 @@ class SipEndpoint:
         )
         self._calls[handle] = call
         self._by_dialog[dialog.id] = call
-        self._server[key].call = handle
+        if (entry := self._server.get(key)) is not None:
+            entry.call = handle
         uri = request.uri
         from_party = request.from_
         self._events.append(
@@ -921,10 +924,14 @@ class SipEndpoint:
     def _in_dialog(self, request: SipRequest, key: TransactionKey, now: float) -> None:
         dialog_id = DialogId(request.call_id, request.to.tag or "", request.from_.tag or "")
         call = self._by_dialog.get(dialog_id)
+        if call is not None and call.state is CallState.ENDED and request.method == "BYE":
+            self._server_send(key, self._response(request, 200), now)  # BYEs crossed
+            return
         if call is None or call.dialog is None or call.state is CallState.ENDED:
             self._server_send(key, self._response(request, 481), now)  # §12.2.2
             return
-        self._server[key].call = call.handle
+        if (entry := self._server.get(key)) is not None:
+            entry.call = call.handle
         if call.dialog.check_remote_cseq(request) is not None:
             self._server_send(key, self._response(request, 500), now)
             return
@@ -1083,6 +1090,8 @@ class SipEndpoint:
                 self._on_client_response(entry, out.message, now)
             elif isinstance(out, TimedOut | TransportFailed):
                 self._on_client_failure(entry, now)
+        if entry.tx.terminated and self._client.get(entry.key) is entry:
+            del self._client[entry.key]
 
     def _on_client_response(self, entry: _ClientEntry, response: SipResponse, now: float) -> None:
         purpose = entry.purpose
@@ -1453,8 +1462,9 @@ class SipEndpoint:
             tx = InviteClientTransaction(request, transport=transport, timers=self.timers)
         else:
             tx = NonInviteClientTransaction(request, transport=transport, timers=self.timers)
-        entry = _ClientEntry(tx=tx, dest=dest, purpose=purpose, owner=owner)
-        self._client[client_key(request)] = entry
+        key = client_key(request)
+        entry = _ClientEntry(tx=tx, dest=dest, purpose=purpose, owner=owner, key=key)
+        self._client[key] = entry
         self._client_outputs(entry, tx.start(now), now)
 
     def _set_via(self, request: SipRequest, transport: str) -> None:
@@ -1663,6 +1673,8 @@ class SipEndpoint:
                 self._on_ack(out.message, now)  # an RFC 2543 ACK matched the transaction
             # TimedOut (Timer H, no ACK for a non-2xx) and TransportFailed need no action:
             # the call already ended when the final response was sent.
+        if entry.tx.terminated and self._server.get(entry.key) is entry:
+            del self._server[entry.key]
 
     def _send_2xx(self, call: _Call, response: SipResponse, cseq: int, now: float) -> None:
         """Send a 2xx to an INVITE and arm the core's retransmission (§13.3.1.4)."""

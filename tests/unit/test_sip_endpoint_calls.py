@@ -22,6 +22,8 @@ from bridge.sip.events import (
     ReinviteReceived,
     RemoteSdpChanged,
 )
+from bridge.sip.message import SipRequest
+from bridge.sip.parser import parse_message
 from bridge.sip.timers import SipTimers
 from tests.unit.sipwire import Rule, Wire
 
@@ -386,3 +388,70 @@ def test_shutdown_ends_every_call() -> None:
     wire.run(60.0)
     assert of_type(wire.events_of(b), CallEnded) == [CallEnded(call=b_call, reason="remote_bye")]
     assert a.active_calls() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Re-ACK after the transaction is gone, forks, crossing BYEs, TCP
+# --------------------------------------------------------------------------------------------
+
+
+def test_2xx_after_timer_m_is_reacked_by_the_core() -> None:
+    a, b, wire = pair()
+    establish(a, b, wire)
+    wire.run(2.0)  # Timer M (64*T1) ended the INVITE client transaction
+    ok = wire.sent("200 INVITE")[0]
+    first_ack = wire.sent("ACK")[0]
+    a.receive(ok.data, ok.src, "UDP", wire.now)
+    (out,) = a.datagrams_to_send()
+    assert out.data == first_ack.data and out.addr == ("10.0.0.2", 5060)
+
+
+def test_2xx_from_a_second_fork_is_acked_and_byed() -> None:
+    a, b, wire = pair()
+    a_call, _ = establish(a, b, wire)
+    ok = wire.sent("200 INVITE")[0].data
+    tag = parse_message(ok).to.tag
+    assert tag is not None
+    forked = ok.replace(f"tag={tag}".encode(), b"tag=fork2")
+    a.receive(forked, ("10.0.0.2", 5060), "UDP", wire.now)
+    sent = [parse_message(o.data) for o in a.datagrams_to_send()]
+    assert [(m.method, m.to.tag) for m in sent if isinstance(m, SipRequest)] == [
+        ("ACK", "fork2"), ("BYE", "fork2"),
+    ]
+    assert a.call_state(a_call) is CallState.CONFIRMED
+    assert of_type(a.events(), CallEnded) == []
+
+
+def test_crossing_byes_both_answered() -> None:
+    a, b, wire = pair()
+    a_call, b_call = establish(a, b, wire)
+    a.hangup(a_call, wire.now)
+    b.hangup(b_call, wire.now)
+    wire.run(60.0)
+    assert len(wire.sent("BYE")) == 2
+    assert len(wire.sent("200 BYE")) == 2
+    assert wire.sent("481 BYE") == []
+    assert of_type(wire.events_of(a), CallEnded) == [CallEnded(call=a_call, reason="local_bye")]
+    assert of_type(wire.events_of(b), CallEnded) == [CallEnded(call=b_call, reason="local_bye")]
+
+
+def test_call_over_tcp_no_transaction_retransmissions() -> None:
+    a = endpoint("10.0.0.1", "a", transports=("TCP",))
+    b = endpoint("10.0.0.2", "b", transports=("TCP",))
+    wire = Wire.connect(a, b)
+    wire.drop.append(Rule("100 INVITE"))
+    a_call = a.invite("sip:room@10.0.0.2;transport=tcp", "sip:alice@10.0.0.1", SDP_A, wire.now)
+    wire.run(0.5)  # less than Timer B: the 100 is lost and nothing is retransmitted
+    assert len(wire.sent("INVITE")) == 1  # no Timer A over TCP
+    invite = parse_message(wire.sent("INVITE")[0].data)
+    assert invite.top_via.transport == "TCP"
+    assert invite.headers.get("Contact") == "<sip:a@10.0.0.1:5060;transport=tcp>"
+    b_call = offered(wire, b).call
+    b.answer(b_call, SDP_B, wire.now)
+    wire.run(1.0)
+    assert of_type(wire.events_of(a), CallAnswered) == [CallAnswered(call=a_call, sdp=SDP_B)]
+    assert all(d.data for d in wire.log)
+    a.hangup(a_call, wire.now)
+    wire.run(1.0)
+    assert [d.method for d in wire.log[-2:]] == ["BYE", "200 BYE"]
+    assert a.next_timer() is None and b.next_timer() is None
