@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bridge.sip.auth import DigestCredentials, DigestVerifier, VerifyResult
 from bridge.sip.endpoint import CallState, Credentials, EndpointConfig, SipEndpoint
 from bridge.sip.events import (
@@ -323,3 +326,19 @@ def test_session_interval_too_small_422_and_uac_retry() -> None:
     assert retry.headers.get("Session-Expires") == "90"
     assert retry.cseq.seq == 2
     assert len(of_type(wire.events_of(b), CallOffered)) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=300), st.binary(min_size=1, max_size=8))
+def test_mutated_responses_never_break_the_uac(position: int, noise: bytes) -> None:
+    a = endpoint("10.0.0.1", "a")
+    a.invite("sip:bob@10.0.0.2", "sip:alice@10.0.0.1", SDP_A, 0.0)
+    (invite,) = sent_requests(a)
+    data = reply(invite, 200, ("Contact", "<sip:bob@10.0.0.2>"),
+                 ("Session-Expires", "90;refresher=uac"))
+    position = min(position, len(data))
+    a.receive(data[:position] + noise + data[position + len(noise):], ("10.0.0.2", 5060),
+              "UDP", 0.01)
+    a.handle_timer(100.0)
+    for out in a.datagrams_to_send():
+        assert isinstance(parse_message(out.data), SipRequest)
