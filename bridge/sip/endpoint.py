@@ -1072,8 +1072,12 @@ class SipEndpoint:
         dialog_id = DialogId(response.call_id, response.from_.tag or "", response.to.tag or "")
         call = self._by_dialog.get(dialog_id)
         seq = response.cseq.seq
-        if call is not None and seq in call.ack_for_2xx:
-            self._send_to_dialog(call, call.ack_for_2xx[seq])
+        if call is not None:
+            # Our dialog: re-send the ACK of that INVITE (never BYE our own dialog).
+            if seq in call.ack_for_2xx:
+                self._send_to_dialog(call, call.ack_for_2xx[seq])
+            else:
+                self.stray_responses += 1
             return
         owner = self._calls.get(response.from_.tag or "")
         if owner is not None and not owner.uas:
@@ -1544,7 +1548,9 @@ class SipEndpoint:
         if call.offerless and call.local_sdp:
             ack.headers.add("Content-Type", "application/sdp")
             ack.body = call.local_sdp
-        call.ack_for_2xx = {seq: ack}
+        call.ack_for_2xx[seq] = ack
+        while len(call.ack_for_2xx) > 4:  # the initial INVITE's and the latest re-INVITEs'
+            del call.ack_for_2xx[min(call.ack_for_2xx)]
         self._send(ack.to_bytes(), dest, transport)
 
     def _ack_and_bye(self, call: _Call, response: SipResponse, now: float) -> None:

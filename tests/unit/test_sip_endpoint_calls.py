@@ -455,3 +455,17 @@ def test_call_over_tcp_no_transaction_retransmissions() -> None:
     wire.run(1.0)
     assert [d.method for d in wire.log[-2:]] == ["BYE", "200 BYE"]
     assert a.next_timer() is None and b.next_timer() is None
+
+
+def test_late_initial_2xx_after_reinvite_is_reacked_not_byed() -> None:
+    a, b, wire = pair()
+    a_call, b_call = establish(a, b, wire)
+    a.reinvite(a_call, SDP_HOLD, wire.now)
+    wire.flush()
+    b.answer_reinvite(b_call, SDP_B, wire.now)
+    wire.run(2.0)
+    initial_ok = wire.sent("200 INVITE")[0]
+    initial_ack = wire.sent("ACK")[0]
+    a.receive(initial_ok.data, initial_ok.src, "UDP", wire.now)
+    assert [o.data for o in a.datagrams_to_send()] == [initial_ack.data]
+    assert a.call_state(a_call) is CallState.CONFIRMED
