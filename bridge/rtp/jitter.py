@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bridge.rtp.seq import seq_diff, ts_diff
 
@@ -40,9 +41,12 @@ class FrameKind(enum.Enum):
     SILENCE = "silence"  # nothing to play (buffering, or concealment exhausted)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """What to play for one tick. ``payload`` is the encoded frame (``None`` for SILENCE)."""
+class Frame(NamedTuple):
+    """What to play for one tick. ``payload`` is the encoded frame (``None`` for SILENCE).
+
+    Immutable and slotted; a ``NamedTuple`` because one is built per leg per tick and that is
+    ~4x cheaper than a frozen dataclass.
+    """
 
     kind: FrameKind
     payload: bytes | None

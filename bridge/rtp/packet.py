@@ -13,7 +13,7 @@ Sans-I/O: standard library only, no clock, no sockets.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "RTP_HEADER_SIZE",
@@ -34,6 +34,9 @@ _EXT_HEADER = struct.Struct("!HH")
 _CSRC_FORMATS = tuple(struct.Struct(f"!{n}I") for n in range(16))
 
 
+_new_packet = tuple.__new__
+
+
 class RtpParseError(ValueError):
     """The datagram is not a valid RTP packet (RFC 3550 §5.1 / A.1 header validity checks).
 
@@ -45,9 +48,12 @@ class RtpParseError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class RtpPacket:
-    """One RTP data packet (RFC 3550 §5.1).
+class RtpPacket(NamedTuple):
+    """One RTP data packet (RFC 3550 §5.1). Immutable, no ``__dict__``.
+
+    A ``NamedTuple`` rather than a frozen dataclass: it is built once per received packet and
+    a frozen dataclass ``__init__`` (one ``object.__setattr__`` per field) cost ~1.9 µs against
+    ~0.3 µs here.
 
     ``padding`` is the number of padding octets (0 when the P bit is clear); ``payload`` never
     includes them. ``extension_profile`` is ``None`` when the X bit is clear, else the 16-bit
@@ -102,7 +108,9 @@ def parse_rtp(data: bytes | bytearray | memoryview) -> RtpPacket:
         raise RtpParseError("bad_version", str(b0 >> 6))
     if b0 & 0x3F == 0:
         # Fast path: no padding, no extension, no CSRC.
-        return RtpPacket(b1 & 0x7F, seq, ts, ssrc, bytes(data[12:]), b1 > 0x7F)
+        return _new_packet(
+            RtpPacket, (b1 & 0x7F, seq, ts, ssrc, bytes(data[12:]), b1 > 0x7F, (), None, b"", 0, 2)
+        )
     cc = b0 & 0x0F
     offset = RTP_HEADER_SIZE + 4 * cc
     if offset > size:

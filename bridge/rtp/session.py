@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from bridge.rtp.jitter import Frame, JitterBuffer, JitterConfig
 from bridge.rtp.packet import (
@@ -112,9 +113,11 @@ class SessionCounters:
     remote_bye: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReceivedPacket:
-    """An accepted RTP packet. Audio is already queued in the jitter buffer."""
+class ReceivedPacket(NamedTuple):
+    """An accepted RTP packet. Audio is already queued in the jitter buffer.
+
+    Immutable; a ``NamedTuple`` because one is built per received packet.
+    """
 
     packet: RtpPacket
     addr: Address
@@ -283,7 +286,7 @@ class RtpSession:
                 c.timestamp_jumps += 1
             self._last_audio_ts = ts
             self.jitter.put(packet.sequence, ts, packet.payload, now)
-        return ReceivedPacket(packet=packet, addr=addr, arrival=now, is_event=is_event)
+        return ReceivedPacket(packet, addr, now, is_event)
 
     def pop_frame(self) -> Frame:
         """The audio frame to play this tick (call once per tick)."""
