@@ -91,7 +91,7 @@ class InbandDtmfConfig:
 
 def _tables(
     cfg: InbandDtmfConfig,
-) -> tuple[NDArray[np.float32], NDArray[np.float64], int, NDArray[np.int64]]:
+) -> tuple[NDArray[np.float32], NDArray[np.float32], int, NDArray[np.int64]]:
     """Kernel matrix (window, 2*24) with cos/sin columns; bin scale; longest window; and
     per digit, how many samples of tone precede its first hit (about 70 % of the low tone's
     window, measured), used to estimate when the press began."""
@@ -111,7 +111,7 @@ def _tables(
         kernel[window - length :, 2 * k] = np.cos(phase)
         kernel[window - length :, 2 * k + 1] = np.sin(phase)
     # |X|^2 * 2 / N^2 -> A^2 / 2 for a sine of amplitude A centred on the bin.
-    scale = 2.0 / bin_len.astype(np.float64) ** 2
+    scale = (2.0 / bin_len.astype(np.float64) ** 2).astype(np.float32)
     lead = np.repeat(np.rint(0.7 * lengths[:4]).astype(np.int64), 4)
     return kernel.astype(np.float32), scale, window, lead
 
@@ -129,6 +129,14 @@ class InbandDtmfBank:
             raise ValueError("hop must divide the 160-sample frame")
         self._kernel, self._scale, self._window, self._lead = _tables(cfg)
         self._hops = FRAME // cfg.hop
+        # One GEMM per tick: the kernel placed at every hop's window inside the
+        # (history + frame) buffer, so no strided window copies are needed.
+        win = self._window
+        cols = self._kernel.shape[1]
+        self._frame_kernel = np.zeros((win + FRAME, self._hops * cols), dtype=np.float32)
+        for h in range(self._hops):
+            start = (h + 1) * cfg.hop
+            self._frame_kernel[start : start + win, h * cols : (h + 1) * cols] = self._kernel
         self._min_power = (dbm0_to_amplitude(cfg.min_tone_dbm0) ** 2) / 2.0
         self._normal_twist = 10.0 ** (cfg.normal_twist_db / 10.0)
         self._reverse_twist = 10.0 ** (cfg.reverse_twist_db / 10.0)
@@ -144,6 +152,13 @@ class InbandDtmfBank:
         self._onset = np.zeros(legs, dtype=np.int64)  # sample index where the press began
         self._clock = np.zeros(legs, dtype=np.int64)  # samples analysed per leg
         self.tone_active = np.zeros(legs, dtype=np.bool_)
+        self._all_rows = np.arange(legs, dtype=np.intp)
+        self._spec = np.zeros((legs, self._frame_kernel.shape[1]), dtype=np.float32)
+        # Mean-square per analysis window, also as a matrix product on the squared buffer.
+        self._window_mean = np.zeros((win + FRAME, self._hops), dtype=np.float32)
+        for h in range(self._hops):
+            start = (h + 1) * cfg.hop
+            self._window_mean[start : start + win, h] = 1.0 / win
 
     def reset(self, leg: int) -> None:
         """Forget a leg's audio and state (the row is reused for a new leg)."""
@@ -156,14 +171,27 @@ class InbandDtmfBank:
         self._clock[leg] = 0
         self.tone_active[leg] = False
 
-    def classify(self, windows: NDArray[np.float32]) -> NDArray[np.int8]:
-        """Digit index 0..15 (or -1) for each analysis window, shape (..., window)."""
-        spec = windows @ self._kernel
-        power = (spec[..., 0::2].astype(np.float64) ** 2 + spec[..., 1::2] ** 2) * self._scale
-        power = power.reshape(*power.shape[:-1], 8, 3)
+    def _powers(self, spec: NDArray[np.float32]) -> NDArray[np.float32]:
+        """(..., 48) cos/sin dot products -> (..., 8 tones, 3 bins) sine power A^2/2."""
+        sq = np.square(spec)
+        power = sq[..., 0::2] + sq[..., 1::2]
+        power *= self._scale
+        out: NDArray[np.float32] = power.reshape(*spec.shape[:-1], 8, 3)
+        return out
+
+    def _gate(self, power: NDArray[np.float32], total: NDArray[np.float32]) -> NDArray[np.bool_]:
+        """Cheap necessary condition (level and purity of the best tone pair)."""
+        lp = power[..., :4, 0].max(axis=-1)
+        hp = power[..., 4:, 0].max(axis=-1)
+        ok: NDArray[np.bool_] = (np.minimum(lp, hp) >= self._min_power) & (
+            lp + hp >= self.config.min_tone_ratio * total
+        )
+        return ok
+
+    def _decide(self, power: NDArray[np.float32], total: NDArray[np.float32]) -> NDArray[np.int8]:
+        """All acceptance checks; power (..., 8, 3), total (...) -> digit index or -1."""
         centre = power[..., 0]
         side = np.maximum(power[..., 1], power[..., 2])
-        total = np.mean(np.square(windows, dtype=np.float64), axis=-1)
         low = centre[..., :4]
         high = centre[..., 4:]
         li = np.argmax(low, axis=-1)
@@ -172,14 +200,13 @@ class InbandDtmfBank:
         hp = np.take_along_axis(high, hi[..., None], axis=-1)[..., 0]
         ls = np.take_along_axis(side[..., :4], li[..., None], axis=-1)[..., 0]
         hs = np.take_along_axis(side[..., 4:], hi[..., None], axis=-1)[..., 0]
-        # Second-strongest of each group: the sum of the others bounds it from above.
-        low_rest = np.sort(low, axis=-1)[..., -2]
-        high_rest = np.sort(high, axis=-1)[..., -2]
+        low_second = np.sort(low, axis=-1)[..., -2]
+        high_second = np.sort(high, axis=-1)[..., -2]
         ok = (lp >= self._min_power) & (hp >= self._min_power)
         ok &= lp <= hp * self._normal_twist
         ok &= hp <= lp * self._reverse_twist
         ok &= (lp + hp) >= self.config.min_tone_ratio * total
-        ok &= (low_rest <= lp * self._group_margin) & (high_rest <= hp * self._group_margin)
+        ok &= (low_second <= lp * self._group_margin) & (high_second <= hp * self._group_margin)
         ok &= (lp >= ls * self._side_margin) & (hp >= hs * self._side_margin)
         return np.where(ok, li * 4 + hi, -1).astype(np.int8)
 
@@ -194,52 +221,79 @@ class InbandDtmfBank:
         ``frames`` is (legs, 160) int16, or (len(rows), 160) with ``rows`` naming the legs.
         ``now`` is the time of the frames' last sample. ``tone_active`` is updated for the
         analysed legs.
+
+        Cost is kept per tick, not per leg: one matrix product for all windows, a cheap gate
+        (level and purity of the best pair), and the full checks and the press state machine
+        only for legs that pass the gate or have a press in progress.
         """
         cfg = self.config
         win = self._window
         if rows is None:
             if frames.shape != (self.legs, FRAME):
                 raise ValueError(f"expected frames of shape ({self.legs}, {FRAME})")
+            leg_ids: NDArray[np.intp] = self._all_rows
             buf = self._buf
             buf[:, :win] = self._history
             buf[:, win:] = frames
             self._history[:] = buf[:, FRAME:]
-            sel: slice | NDArray[np.intp] = slice(None)
+            spec = np.matmul(buf, self._frame_kernel, out=self._spec)
         else:
             if frames.shape != (rows.size, FRAME):
                 raise ValueError(f"expected frames of shape ({rows.size}, {FRAME})")
+            leg_ids = rows
             buf = np.empty((rows.size, win + FRAME), dtype=np.float32)
             buf[:, :win] = self._history[rows]
             buf[:, win:] = frames
             self._history[rows] = buf[:, FRAME:]
-            sel = rows
-        views = np.lib.stride_tricks.sliding_window_view(buf, win, axis=1)
-        digits = self.classify(views[:, cfg.hop :: cfg.hop])  # (n, hops)
+            spec = buf @ self._frame_kernel
+        power = self._powers(spec.reshape(len(leg_ids), self._hops, -1))  # (n, hops, 8, 3)
+        total = np.square(buf) @ self._window_mean  # (n, hops) mean power per window
+        gate = self._gate(power, total)
 
-        cand = self._cand[sel]
-        hits = self._hits[sel]
-        misses = self._misses[sel]
-        reported = self._reported[sel]
-        onset = self._onset[sel]
-        clock = self._clock[sel]
+        self._clock[leg_ids] += FRAME
+        busy = gate.any(axis=1) | (self._cand[leg_ids] >= 0)
+        idle_legs = leg_ids[~busy]
+        self._misses[idle_legs] = cfg.pause_misses
+        self._hits[idle_legs] = 0
+        self.tone_active[idle_legs] = False
+        if not busy.any():
+            return []
+        pick = np.flatnonzero(busy)
+        legs = leg_ids[pick]
+        digits = np.full(gate[pick].shape, -1, dtype=np.int8)
+        sub_gate = gate[pick]
+        digits[sub_gate] = self._decide(power[pick][sub_gate], total[pick][sub_gate])
+        return self._advance(legs, digits, now)
+
+    def _advance(
+        self, legs: NDArray[np.intp], digits: NDArray[np.int8], now: float
+    ) -> list[tuple[int, DigitReceived]]:
+        """Run the press state machine over this frame's hops for ``legs``."""
+        cfg = self.config
+        cand = self._cand[legs]
+        hits = self._hits[legs]
+        misses = self._misses[legs]
+        reported = self._reported[legs]
+        onset = self._onset[legs]
+        clock = self._clock[legs]  # already advanced past this frame
+        frame_start = clock - FRAME
         seen = np.zeros(cand.shape, dtype=np.bool_)
         new_digit = np.zeros(cand.shape, dtype=np.bool_)
         found = np.full(cand.shape, -1, dtype=np.int8)
         found_len = np.zeros(cand.shape, dtype=np.int64)
         for h in range(self._hops):
             d = digits[:, h]
-            end = clock + (h + 1) * cfg.hop
+            end = frame_start + (h + 1) * cfg.hop
             valid = d >= 0
             seen |= valid
             same = valid & (d == cand)
             diff = valid & ~same
-            miss = ~valid
             hits = np.where(same, hits + 1, np.where(diff, 1, np.where(reported, hits, 0)))
-            misses = np.where(valid, 0, misses + 1)
+            misses = np.where(valid, 0, np.minimum(misses + 1, cfg.pause_misses))
             onset = np.where(diff, end - self._lead[np.maximum(d, 0)], onset)
             reported &= ~diff
             cand = np.where(diff, d, cand)
-            gone = miss & (misses >= cfg.pause_misses)
+            gone = ~valid & (misses >= cfg.pause_misses)
             cand = np.where(gone, -1, cand)
             reported &= ~gone
             fire = (cand >= 0) & ~reported & (hits >= cfg.min_hits)
@@ -248,24 +302,19 @@ class InbandDtmfBank:
                 found_len = np.where(fire, end - onset, found_len)
                 reported |= fire
                 new_digit |= fire
-        clock = clock + FRAME
-        self._cand[sel] = cand
-        self._hits[sel] = hits
-        self._misses[sel] = misses
-        self._reported[sel] = reported
-        self._onset[sel] = onset
-        self._clock[sel] = clock
-        self.tone_active[sel] = seen | (reported & (cand >= 0))
+        self._cand[legs] = cand
+        self._hits[legs] = hits
+        self._misses[legs] = misses
+        self._reported[legs] = reported
+        self._onset[legs] = onset
+        self.tone_active[legs] = seen | (reported & (cand >= 0))
 
-        if not new_digit.any():
-            return []
         out: list[tuple[int, DigitReceived]] = []
-        leg_ids = np.arange(self.legs)[sel]
         for i in np.flatnonzero(new_digit):
             tail = int(clock[i] - onset[i])
             out.append(
                 (
-                    int(leg_ids[i]),
+                    int(legs[i]),
                     DigitReceived(
                         digit=_DIGITS[int(found[i])],
                         source="inband",
