@@ -1194,10 +1194,18 @@ class SipEndpoint:
             self._ack_and_bye(call, response, now)  # another fork answered too
             return
         if call.dialog is None or call.dialog.remote_tag != tag:
+            try:
+                dialog = Dialog.for_uac(request, response)
+            except DialogError as exc:
+                # A 2xx without To tag cannot be ACKed within a dialog: give the call up.
+                self._reject_input(call.peer, call.transport, exc.reason, None)
+                self._move(call, CallInput.END)
+                self._end(call, "failed", response.status, now)
+                return
             if call.dialog is not None:
                 self._by_dialog.pop(call.dialog.id, None)
-            call.dialog = Dialog.for_uac(request, response)
-            self._by_dialog[call.dialog.id] = call
+            call.dialog = dialog
+            self._by_dialog[dialog.id] = call
         else:
             call.dialog.update_from_response(response)
             call.dialog.apply(DialogInput.SUCCESS)
@@ -1808,6 +1816,8 @@ class SipEndpoint:
         """§18.2.1 + RFC 3581 §4: add ``received`` when the source IP differs from sent-by,
         fill ``rport`` when the client asked for it."""
         values = request.headers.values("Via")
+        if not values:
+            raise SipParseError("Missing Via")
         via = Via.parse(values[0])
         changed = False
         if _host_of(via.host) != addr[0]:

@@ -21,7 +21,7 @@ def start_line(data: bytes) -> str:
 def cseq_of(data: bytes) -> str:
     for line in data.split(b"\r\n"):
         if line.lower().startswith(b"cseq:"):
-            return line[5:].strip().decode()
+            return line[5:].strip().decode("utf-8", "replace")
     return ""
 
 
@@ -40,9 +40,10 @@ class Delivery:
     @property
     def method(self) -> str:
         """Request method, or "<status> <cseq method>" for a response ("200 INVITE")."""
-        if self.start.startswith("SIP/2.0"):
-            return f"{self.start.split()[1]} {self.cseq.split()[-1]}"
-        return self.start.split()[0]
+        words, cseq = self.start.split(), self.cseq.split()
+        if self.start.startswith("SIP/2.0") and len(words) > 1 and cseq:
+            return f"{words[1]} {cseq[-1]}"
+        return words[0] if words else ""
 
 
 @dataclass(slots=True)

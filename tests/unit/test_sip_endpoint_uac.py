@@ -342,3 +342,14 @@ def test_mutated_responses_never_break_the_uac(position: int, noise: bytes) -> N
     a.handle_timer(100.0)
     for out in a.datagrams_to_send():
         assert isinstance(parse_message(out.data), SipRequest)
+
+
+def test_2xx_without_to_tag_gives_the_call_up() -> None:
+    a = endpoint("10.0.0.1", "a")
+    a_call = a.invite("sip:bob@10.0.0.2", "sip:alice@10.0.0.1", SDP_A, 0.0)
+    (invite,) = sent_requests(a)
+    data = reply(invite, 200, ("Contact", "<sip:bob@10.0.0.2>")).replace(b";tag=srv", b"")
+    a.receive(data, ("10.0.0.2", 5060), "UDP", 0.01)
+    events = a.events()
+    assert events[-1] == CallEnded(call=a_call, reason="failed", status=200)
+    assert a.datagrams_to_send() == []

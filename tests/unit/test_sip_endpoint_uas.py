@@ -365,3 +365,14 @@ def test_contact_uses_configured_external_address() -> None:
     ep.answer(call, SDP, 0.0)
     ok = responses(ep.datagrams_to_send())[-1]
     assert ok.headers.get("Contact") == "<sip:bridge@203.0.113.50:5080>"
+
+
+def test_invalid_request_without_via_is_dropped() -> None:
+    ep = uas()
+    data = b"\r\n".join(
+        line for line in request("INVITE").split(b"\r\n") if not line.startswith(b"Via:")
+    )
+    ep.receive(data, PEER, "UDP", 0.0)
+    assert ep.datagrams_to_send() == []
+    (event,) = ep.events()
+    assert isinstance(event, MessageRejected) and event.status is None
