@@ -122,12 +122,15 @@ def talker_tone(index: int) -> tuple[int, int]:
 
 
 def payload_ring(index: int, *, talker: bool, seed: int = 1) -> list[bytes]:
-    """One second (50 frames) of PCMU payloads for participant ``index``: its tone when a
-    talker, else noise of amplitude <= 24 (about -63 dBov)."""
+    """One second (50 frames) of PCMU payloads for participant ``index``: its tone with a
+    1 Hz swell (0.4-1.0 of the amplitude) when a talker, else noise of amplitude <= 24
+    (about -63 dBov)."""
     t = np.arange(RING_FRAMES * SAMPLES, dtype=np.float64) / 8000.0
     if talker:
         frequency, amplitude = talker_tone(index)
-        pcm = np.rint(amplitude * np.sin(2 * np.pi * frequency * t + index)).astype(np.int16)
+        envelope = 0.7 + 0.3 * np.sin(2 * np.pi * t)  # 1 Hz swell: no two frames alike
+        pcm = np.rint(amplitude * envelope * np.sin(2 * np.pi * frequency * t + index))
+        pcm = pcm.astype(np.int16)
     else:
         rng = np.random.default_rng([seed, index])
         pcm = rng.integers(-24, 25, size=t.size).astype(np.int16)
@@ -921,6 +924,8 @@ class _Engine:
             if per_participant:
                 rows.append({"index": p.index, "room": p.room, "state": p.state.value,
                              "received": rec, "expected": exp, "lost": max(0, exp - rec),
+                             "window_received": rec - p.window_received,
+                             "window_expected": exp - p.window_expected,
                              "jitter_ms": p.jitter / 8.0})
             if mark:
                 p.window_expected, p.window_received = exp, rec
