@@ -102,12 +102,10 @@ def _tables(
     factors = np.array([1.0, 1.0 - cfg.side_offset, 1.0 + cfg.side_offset])
     bin_freq = (freqs[:, None] * factors[None, :]).ravel()
     bin_len = np.repeat(lengths, 3)
-    n = np.arange(window)
     kernel = np.zeros((window, 2 * bin_freq.size), dtype=np.float64)
     for k, (f, length) in enumerate(zip(bin_freq, bin_len, strict=True)):
-        # Window aligned with the newest sample: the last `length` samples.
-        idx = n[window - length :]
-        phase = 2.0 * np.pi * f * (idx - (window - length)) / SAMPLE_RATE
+        # Each bin looks at the newest `length` samples of the longest window.
+        phase = 2.0 * np.pi * f * np.arange(length) / SAMPLE_RATE
         kernel[window - length :, 2 * k] = np.cos(phase)
         kernel[window - length :, 2 * k + 1] = np.sin(phase)
     # |X|^2 * 2 / N^2 -> A^2 / 2 for a sine of amplitude A centred on the bin.
