@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from bridge.sip.message import SipMessage, SipParseError
 from bridge.sip.parser import StreamFramer
@@ -44,8 +45,7 @@ class _TcpProtocol(asyncio.Protocol):
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop: not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1]))
         if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
@@ -54,7 +54,7 @@ class _TcpProtocol(asyncio.Protocol):
             return
         self.owner.connections[self.peer] = self
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,536 @@
+"""The media engine: every leg's RTP session, jitter buffer, digit detection and prompts, and
+the mixer, advanced by one tick per 20 ms (sans-I/O; design notes §4-5).
+
+The runtime feeds datagrams (:meth:`MediaEngine.receive_rtp`, :meth:`receive_rtcp`), SIP INFO
+digits (:meth:`add_info_digit`) and calls :meth:`tick` on the media clock; each tick returns
+the datagrams to send, one RTP packet per sending leg (silence when nobody talks, so trunks
+never see a silent call) plus RTCP when due. :meth:`events` drains what happened: digits,
+talking changes, finished prompts.
+
+Digits never reach the other participants: while an RFC 4733 event is active, while the
+in-band detector hears a tone, and for ``dtmf_mute_ticks`` after a digit, the leg's audio is
+left out of the mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from bridge.codecs.g711 import Codec
+from bridge.media.digits import DigitMergePolicy, DigitMerger
+from bridge.media.inband_dtmf import InbandDtmfBank, InbandDtmfConfig
+from bridge.media.mixer import Mixer, MixerConfig
+from bridge.media.prompts import PromptPlayer
+from bridge.rtp.dtmf import (
+    DigitReceived,
+    DigitStarted,
+    DtmfError,
+    Rfc4733Receiver,
+    Rfc4733ReceiverConfig,
+)
+from bridge.rtp.jitter import FrameKind
+from bridge.rtp.session import PayloadFormat, RtpSession, SessionConfig
+
+Address = tuple[str, int]
+FRAME_SAMPLES = 160
+InbandPolicy = Literal["always", "auto", "off"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """Tuning of the engine.
+
+    ``inband_dtmf``: ``always`` runs the tone detector on every leg until that leg sends an
+    RFC 4733 event; ``auto`` only on legs that negotiated no telephone-event; ``off`` never.
+    """
+
+    session: SessionConfig = field(default_factory=SessionConfig)
+    mixer: MixerConfig = field(default_factory=MixerConfig)
+    rfc4733: Rfc4733ReceiverConfig = field(default_factory=Rfc4733ReceiverConfig)
+    merge: DigitMergePolicy = field(default_factory=DigitMergePolicy)
+    inband: InbandDtmfConfig = field(default_factory=InbandDtmfConfig)
+    inband_dtmf: InbandPolicy = "always"
+    dtmf_mute_ticks: int = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegMedia:
+    """What the SDP negotiation decided for one leg (see bridge.sdp.negotiate)."""
+
+    codec: Codec
+    payload_type: int
+    telephone_event_pt: int | None
+    remote: Address | None  # None: not known yet (latched from the first packet)
+    sends: bool = True  # False on hold (the peer is sendonly/inactive) or c=0.0.0.0
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegDigitReceived:
+    leg: str
+    digit: str
+    source: str  # "rfc4733" | "info" | "inband"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkingChanged:
+    leg: str
+    talking: bool
+    level_dbov: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptFinished:
+    """The player of ``target`` (a leg id, or ``room:NAME``) finished clip number ``count``
+    (counted from 1 since the player was created; compare with the ticket of ``play``)."""
+
+    target: str
+    count: int
+
+
+MediaEvent = LegDigitReceived | TalkingChanged | PromptFinished
+
+
+@dataclass(slots=True)
+class EngineCounters:
+    ticks: int = 0
+    packets_sent: int = 0
+    rtcp_sent: int = 0
+    bad_frames: int = 0  # frames of the wrong size (ptime other than 20 ms)
+    bad_events: int = 0  # malformed telephone-event payloads
+    digits: int = 0
+
+
+# -- internal state ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Leg:
+    leg_id: str
+    slot: int
+    room: _Room
+    media: LegMedia
+    session: RtpSession
+    rtp_handle: object
+    rtcp_handle: object
+    rfc4733: Rfc4733Receiver
+    merger: DigitMerger
+    player: PromptPlayer | None = None
+    reported_count: int = 0
+    mute_ticks: int = 0
+    inband: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Room:
+    name: str
+    index: int
+    legs: set[str] = field(default_factory=set)
+    player: PromptPlayer | None = None
+    reported_count: int = 0
+
+
+Outgoing = tuple[object, bytes, Address]
+
+
+class MediaEngine:
+    """All legs and rooms of one media process."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config if config is not None else EngineConfig()
+        self.mixer = Mixer(self.config.mixer)
+        self.counters = EngineCounters()
+        self._legs: dict[str, _Leg] = {}
+        self._by_slot: dict[int, _Leg] = {}
+        self._rooms: dict[str, _Room] = {}
+        self._room_ids = 0
+        self._events: list[MediaEvent] = []
+        self._dtmf_busy: set[_Leg] = set()  # legs with a DTMF timer or mute hangover
+        self._players: set[_Leg] = set()  # legs with an active private player
+        self._room_players: set[_Room] = set()
+        self._inband_bank = InbandDtmfBank(self.mixer.capacity, self.config.inband)
+        self._inband_dirty = True
+        self._inband_slots: dict[Codec, npt.NDArray[np.intp]] = {}
+        self._silence = {codec: np.full(FRAME_SAMPLES, codec.silence_byte, np.uint8)
+                         for codec in Codec}
+
+    # -- legs and rooms ----------------------------------------------------------------------
+
+    def __contains__(self, leg_id: object) -> bool:
+        return leg_id in self._legs
+
+    @property
+    def leg_count(self) -> int:
+        return len(self._legs)
+
+    def room_legs(self, room: str) -> set[str]:
+        r = self._rooms.get(room)
+        return set(r.legs) if r is not None else set()
+
+    def add_leg(
+        self,
+        leg_id: str,
+        room: str,
+        media: LegMedia,
+        *,
+        ssrc: int,
+        now: float,
+        rtp_handle: object = None,
+        rtcp_handle: object = None,
+        cname: str = "bridge",
+    ) -> None:
+        """Add a leg to ``room`` (created on first use). The handles are opaque to the engine
+        and come back with every datagram to send (the runtime's sockets)."""
+        if leg_id in self._legs:
+            raise ValueError(f"leg {leg_id!r} exists")
+        r = self._rooms.get(room)
+        if r is None:
+            self._room_ids += 1
+            r = self._rooms[room] = _Room(name=room, index=self._room_ids)
+        session = RtpSession(
+            ssrc=ssrc,
+            payload=PayloadFormat(audio_pt=media.payload_type,
+                                  event_pt=media.telephone_event_pt),
+            remote=media.remote,
+            now=now,
+            cname=cname,
+            config=self.config.session,
+        )
+        capacity = self.mixer.capacity
+        slot = self.mixer.add_leg(r.index, media.codec)
+        if self.mixer.capacity != capacity:
+            self._grow_inband()
+        self._inband_bank.reset(slot)
+        leg = _Leg(
+            leg_id=leg_id,
+            slot=slot,
+            room=r,
+            media=media,
+            session=session,
+            rtp_handle=rtp_handle,
+            rtcp_handle=rtcp_handle,
+            rfc4733=Rfc4733Receiver(self.config.rfc4733),
+            merger=DigitMerger(self.config.merge),
+        )
+        leg.inband = self._wants_inband(leg)
+        self._legs[leg_id] = leg
+        self._by_slot[slot] = leg
+        r.legs.add(leg_id)
+        self._inband_dirty = True
+
+    def update_leg(self, leg_id: str, media: LegMedia) -> None:
+        """Apply a renegotiation (re-INVITE): new remote address, hold/unhold, codec."""
+        leg = self._legs[leg_id]
+        if media.codec is not leg.media.codec:
+            self._drop_from_mixer(leg)
+            capacity = self.mixer.capacity
+            leg.slot = self.mixer.add_leg(leg.room.index, media.codec)
+            if self.mixer.capacity != capacity:
+                self._grow_inband()
+            self._by_slot[leg.slot] = leg
+        leg.session.set_payload_format(
+            PayloadFormat(audio_pt=media.payload_type, event_pt=media.telephone_event_pt)
+        )
+        if media.remote is not None and media.remote != leg.session.remote:
+            leg.session.set_remote(media.remote)
+        leg.media = media
+        leg.inband = self._wants_inband(leg)
+        self._inband_dirty = True
+
+    def remove_leg(self, leg_id: str, now: float, wallclock: float) -> list[Outgoing]:
+        """Remove a leg; returns its RTCP BYE (RFC 3550 §6.6) to send."""
+        leg = self._legs.pop(leg_id, None)
+        if leg is None:
+            return []
+        self._drop_from_mixer(leg)
+        self._dtmf_busy.discard(leg)
+        self._players.discard(leg)
+        room = leg.room
+        room.legs.discard(leg_id)
+        if not room.legs:
+            self._room_players.discard(room)
+            del self._rooms[room.name]
+        self._inband_dirty = True
+        out: list[Outgoing] = []
+        rtcp_remote = leg.session.remote_rtcp
+        if rtcp_remote is not None and leg.session.counters.packets_sent:
+            out.append((leg.rtcp_handle, leg.session.build_bye(now, wallclock), rtcp_remote))
+        return out
+
+    def _drop_from_mixer(self, leg: _Leg) -> None:
+        self.mixer.remove_leg(leg.slot)
+        self._inband_bank.reset(leg.slot)
+        self._by_slot.pop(leg.slot, None)
+
+    def _wants_inband(self, leg: _Leg) -> bool:
+        policy = self.config.inband_dtmf
+        if policy == "off":
+            return False
+        if policy == "auto" and leg.media.telephone_event_pt is not None:
+            return False
+        return leg.merger.inband_enabled
+
+    def _grow_inband(self) -> None:
+        """The mixer grew: a larger detector bank; the old legs keep their place (their
+        detector state restarts, which at worst delays a digit being pressed right now)."""
+        self._inband_bank = InbandDtmfBank(self.mixer.capacity, self.config.inband)
+        self._inband_dirty = True
+
+    # -- controls ------------------------------------------------------------------------------
+
+    def set_muted(self, leg_id: str, muted: bool) -> None:
+        self.mixer.set_muted(self._legs[leg_id].slot, muted)
+
+    def set_deaf(self, leg_id: str, deaf: bool) -> None:
+        self.mixer.set_deaf(self._legs[leg_id].slot, deaf)
+
+    def set_gain(self, leg_id: str, gain: float) -> None:
+        self.mixer.set_gain(self._legs[leg_id].slot, gain)
+
+    def play(self, leg_id: str, clips: Iterable[npt.NDArray[np.int16]], *,
+             loop: bool = False) -> int:
+        """Queue clips privately to one leg; returns the count the player reaches when they
+        have all played (compare with :class:`PromptFinished`)."""
+        leg = self._legs[leg_id]
+        if leg.player is None:
+            leg.player = PromptPlayer()
+        ticket = self._enqueue(leg.player, clips, loop)
+        self._players.add(leg)
+        return ticket
+
+    def play_room(self, room: str, clips: Iterable[npt.NDArray[np.int16]], *,
+                  loop: bool = False) -> int:
+        """Queue clips to every leg of ``room`` (a room-wide announcement or tone)."""
+        r = self._rooms[room]
+        if r.player is None:
+            r.player = PromptPlayer()
+        ticket = self._enqueue(r.player, clips, loop)
+        self._room_players.add(r)
+        return ticket
+
+    @staticmethod
+    def _enqueue(player: PromptPlayer, clips: Iterable[npt.NDArray[np.int16]],
+                 loop: bool) -> int:
+        ticket = player.finished_count + player.pending
+        for clip in clips:
+            ticket = player.enqueue(clip, loop=loop)
+        return ticket
+
+    def stop_prompts(self, leg_id: str) -> None:
+        """Barge-in: drop what is playing or queued for the leg."""
+        leg = self._legs.get(leg_id)
+        if leg is not None and leg.player is not None:
+            leg.player.stop()
+
+    def prompt_count(self, target: str) -> int:
+        """How many clips the target's player has finished (``room:NAME`` for a room)."""
+        if target.startswith("room:"):
+            r = self._rooms.get(target[5:])
+            player = r.player if r is not None else None
+        else:
+            leg = self._legs.get(target)
+            player = leg.player if leg is not None else None
+        return player.finished_count if player is not None else 0
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive_rtp(self, leg_id: str, data: bytes, addr: Address, now: float) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            return
+        received = leg.session.receive(data, addr, now)
+        if received is None or not received.is_event:
+            return
+        packet = received.packet
+        try:
+            reports = leg.rfc4733.receive(
+                marker=packet.marker, timestamp=packet.timestamp, sequence=packet.sequence,
+                payload=packet.payload, now=now,
+            )
+        except DtmfError:
+            self.counters.bad_events += 1
+            return
+        for report in reports:
+            self._digit_report(leg, report, now)
+        self._dtmf_busy.add(leg)
+
+    def receive_rtcp(self, leg_id: str, data: bytes, addr: Address, now: float) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            leg.session.receive_rtcp(data, addr, now)
+
+    def add_info_digit(self, leg_id: str, digit: str, duration_ms: int | None,
+                       now: float) -> None:
+        """A digit from SIP INFO joins the same stream as RFC 4733 and in-band digits."""
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            return
+        report = DigitReceived(digit=digit, source="info", start=now,
+                               duration_ms=duration_ms or 100)
+        self._digit_report(leg, report, now)
+        self._dtmf_busy.add(leg)
+
+    def _digit_report(self, leg: _Leg, report: DigitStarted | DigitReceived, now: float) -> None:
+        was_inband = leg.merger.inband_enabled
+        for digit in leg.merger.add(report, now):
+            self._emit_digit(leg, digit)
+        if was_inband != leg.merger.inband_enabled:
+            leg.inband = self._wants_inband(leg)
+            self._inband_dirty = True
+
+    def _emit_digit(self, leg: _Leg, digit: DigitReceived) -> None:
+        self.counters.digits += 1
+        leg.mute_ticks = self.config.dtmf_mute_ticks
+        self._events.append(LegDigitReceived(leg=leg.leg_id, digit=digit.digit,
+                                             source=digit.source))
+
+    def events(self) -> list[MediaEvent]:
+        out, self._events = self._events, []
+        return out
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def tick(self, now: float, wallclock: float) -> list[Outgoing]:
+        """Advance every leg by one 20 ms frame; return the datagrams to send."""
+        self.counters.ticks += 1
+        mixer = self.mixer
+        payload_in = mixer.payload_in
+        has_input = mixer.has_input
+        silence = self._silence
+        for leg in self._legs.values():
+            frame = leg.session.pop_frame()
+            payload = frame.payload
+            if frame.kind is FrameKind.SILENCE or payload is None:
+                if leg.inband:
+                    payload_in[leg.slot] = silence[leg.media.codec]
+                continue
+            if len(payload) != FRAME_SAMPLES:
+                self.counters.bad_frames += 1
+                continue
+            row = payload_in[leg.slot]
+            row[:] = np.frombuffer(payload, np.uint8)
+            if frame.gain != 1.0:
+                codec = leg.media.codec
+                pcm = codec.decode(row).astype(np.float32) * frame.gain
+                codec.encode(pcm.astype(np.int16), out=row)
+            has_input[leg.slot] = True
+        self._dtmf_tick(now)
+        if self._inband_dirty:
+            self._rebuild_inband()
+        if self._inband_slots:
+            self._inband_tick(now)
+        self._prompts_tick()
+        out = mixer.mix()
+        for slot in out.started:
+            self._talking(int(slot), True, float(out.level_dbov[slot]))
+        for slot in out.stopped:
+            self._talking(int(slot), False, float(out.level_dbov[slot]))
+        frames = out.frames
+        rows = out.rows
+        sent: list[Outgoing] = []
+        append = sent.append
+        for leg in self._legs.values():
+            session = leg.session
+            remote = session.remote
+            if remote is None or not leg.media.sends:
+                continue
+            payload = frames[rows[leg.slot]].tobytes()
+            append((leg.rtp_handle, session.build_audio(payload, now), remote))
+            if session.rtcp_due(now):
+                rtcp_remote = session.remote_rtcp
+                if rtcp_remote is not None:
+                    append((leg.rtcp_handle, session.build_rtcp(now, wallclock), rtcp_remote))
+                    self.counters.rtcp_sent += 1
+        self.counters.packets_sent += len(sent)
+        return sent
+
+    def _talking(self, slot: int, talking: bool, level: float) -> None:
+        leg = self._by_slot.get(slot)
+        if leg is not None:
+            self._events.append(TalkingChanged(leg=leg.leg_id, talking=talking,
+                                               level_dbov=level))
+
+    def _dtmf_tick(self, now: float) -> None:
+        """Digit timers, and keeping digits out of the mix."""
+        if not self._dtmf_busy:
+            return
+        has_input = self.mixer.has_input
+        done: list[_Leg] = []
+        for leg in self._dtmf_busy:
+            deadline = leg.rfc4733.next_timer()
+            if deadline is not None and deadline <= now:
+                for report in leg.rfc4733.handle_timer(now):
+                    self._digit_report(leg, report, now)
+            deadline = leg.merger.next_timer()
+            if deadline is not None and deadline <= now:
+                for digit in leg.merger.handle_timer(now):
+                    self._emit_digit(leg, digit)
+            if leg.rfc4733.event_active:
+                has_input[leg.slot] = False
+            elif leg.mute_ticks > 0:
+                leg.mute_ticks -= 1
+                has_input[leg.slot] = False
+            elif leg.rfc4733.next_timer() is None and leg.merger.next_timer() is None:
+                done.append(leg)
+        for leg in done:
+            self._dtmf_busy.discard(leg)
+
+    def _rebuild_inband(self) -> None:
+        by_codec: dict[Codec, list[int]] = {}
+        for leg in self._legs.values():
+            if leg.inband:
+                by_codec.setdefault(leg.media.codec, []).append(leg.slot)
+        self._inband_slots = {codec: np.array(sorted(slots), dtype=np.intp)
+                              for codec, slots in by_codec.items()}
+        self._inband_dirty = False
+
+    def _inband_tick(self, now: float) -> None:
+        mixer = self.mixer
+        bank = self._inband_bank
+        has_input = mixer.has_input
+        for codec, slots in self._inband_slots.items():
+            pcm = codec.decode(mixer.payload_in[slots])
+            for slot, report in bank.detect_batch(pcm, now, rows=slots):
+                leg = self._by_slot.get(slot)
+                if leg is not None:
+                    self._digit_report(leg, report, now)
+                    self._dtmf_busy.add(leg)
+            active = slots[bank.tone_active[slots]]
+            if active.size:
+                has_input[active] = False
+
+    def _prompts_tick(self) -> None:
+        mixer = self.mixer
+        if self._room_players:
+            for room in list(self._room_players):
+                player = room.player
+                assert player is not None
+                frame = player.next_frame()
+                if frame is not None:
+                    mixer.play_room(room.index, frame)
+                if player.finished_count != room.reported_count:
+                    room.reported_count = player.finished_count
+                    self._events.append(PromptFinished(target=f"room:{room.name}",
+                                                       count=player.finished_count))
+                if player.done:
+                    self._room_players.discard(room)
+        if self._players:
+            for leg in list(self._players):
+                player = leg.player
+                assert player is not None
+                frame = player.next_frame()
+                if frame is not None:
+                    mixer.play_private(leg.slot, frame)
+                if player.finished_count != leg.reported_count:
+                    leg.reported_count = player.finished_count
+                    self._events.append(PromptFinished(target=leg.leg_id,
+                                                       count=player.finished_count))
+                if player.done:
+                    self._players.discard(leg)

@@ -1,0 +1,464 @@
+"""The bridge process: SIP endpoint, transports and media runtime in one asyncio loop.
+
+The SIP core (:class:`~bridge.sip.endpoint.SipEndpoint`) is sans-I/O; this module feeds it
+datagrams and timer expiries, sends what it returns, and turns its events into media legs:
+an offered call is answered with an SDP answer (RFC 3264) on a fresh RTP port pair and joins
+a room; a hangup removes the leg. Until the IVR routes callers, a call joins the room named
+by the Request-URI user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.codecs.g711 import Codec
+from bridge.config import Config
+from bridge.media.engine import LegMedia, MediaEvent
+from bridge.runtime.media import MediaRuntime
+from bridge.runtime.sip_transport import Addr, SipTransport
+from bridge.sdp.model import SdpError, SessionDescription, parse_sdp
+from bridge.sdp.negotiate import (
+    InvalidAnswerError,
+    NegotiatedMedia,
+    NoCommonCodecError,
+    accept_answer,
+    answer,
+    offer,
+    reanswer,
+)
+from bridge.sip.endpoint import Credentials, EndpointConfig, SipEndpoint
+from bridge.sip.events import (
+    CallAnswered,
+    CallEnded,
+    CallEstablished,
+    CallOffered,
+    Event,
+    InfoDtmfReceived,
+    MessageRejected,
+    RegistrationChanged,
+    ReinviteReceived,
+    RemoteSdpChanged,
+)
+from bridge.sip.message import SipMessage, SipRequest
+
+log = logging.getLogger("bridge")
+
+SHUTDOWN_GRACE = 0.5  # seconds to let the 200s to our BYEs arrive
+
+
+@dataclass(slots=True)
+class Leg:
+    """One call leg as the application sees it."""
+
+    call: str  # the SIP endpoint's call handle, also the media leg id
+    room: str
+    outbound: bool
+    caller: str
+    dialed: str
+    source: Addr | None
+    local_port: int = 0
+    media: NegotiatedMedia | None = None
+    local_sdp: SessionDescription | None = None
+    session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
+    established_at: float | None = None
+
+
+@dataclass(slots=True)
+class AppCounters:
+    calls_offered: int = 0
+    calls_answered: int = 0
+    calls_rejected: int = 0
+    calls_ended: int = 0
+    bad_messages: int = 0
+
+
+def leg_media(negotiated: NegotiatedMedia) -> LegMedia:
+    """The engine's view of an SDP negotiation."""
+    remote = None
+    if negotiated.sends and negotiated.remote_port:
+        remote = (negotiated.remote_address, negotiated.remote_port)
+    return LegMedia(
+        codec=Codec.from_encoding_name(negotiated.codec),
+        payload_type=negotiated.payload_type,
+        telephone_event_pt=negotiated.telephone_event_pt,
+        remote=remote,
+        sends=negotiated.sends,
+    )
+
+
+def local_address_towards(peer_host: str) -> str:
+    """The local address the OS would use to reach ``peer_host`` (a UDP connect sends
+    nothing)."""
+    family = socket.AF_INET6 if ":" in peer_host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((peer_host, 9))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1" if family == socket.AF_INET else "::1"
+
+
+class BridgeApp:
+    """Everything one bridge process runs."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.counters = AppCounters()
+        self.legs: dict[str, Leg] = {}
+        self.transport = SipTransport(self._deliver)
+        self.media = MediaRuntime(
+            bind_host=config.rtp.bind_host,
+            port_low=config.rtp.port_low,
+            port_high=config.rtp.port_high,
+            on_event=self._on_media_event,
+        )
+        self._networks = [ipaddress.ip_network(n, strict=False)
+                          for n in config.sip.allowed_networks]
+        self.endpoint: SipEndpoint | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.media_listeners: list[Callable[[MediaEvent], None]] = []
+        self.sip_listeners: list[Callable[[Event], None]] = []
+        self.local: Addr = ("0.0.0.0", 0)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> Addr:
+        self._loop = asyncio.get_running_loop()
+        sip = self.config.sip
+        self.local = await self.transport.start(sip.listen_host, sip.listen_port, sip.transports)
+        contact_host = sip.external_address or self._advertised_host(sip.listen_host)
+        users = dict(sip.auth_users) if sip.auth_users else None
+        self.endpoint = SipEndpoint(
+            EndpointConfig(
+                local_host=contact_host,
+                local_port=self.local[1],
+                transports=tuple(t.upper() for t in sip.transports),
+                contact_host=contact_host,
+                contact_port=self.local[1],
+                user_agent=sip.user_agent,
+                authorize=self._authorize,
+                inbound_realm=sip.auth_realm,
+                inbound_users=users,
+                session_expires=sip.session_expires,
+            )
+        )
+        self.media.start()
+        trunk = self.config.trunk
+        if trunk.registrar and trunk.aor:
+            credentials = None
+            if trunk.username and trunk.password is not None:
+                credentials = Credentials(trunk.username, trunk.password)
+            self.endpoint.register(trunk.registrar, trunk.aor, self._loop.time(),
+                                   credentials=credentials, expires=trunk.expires)
+            self._pump()
+        log.info("SIP listening on %s:%d (%s)", self.local[0], self.local[1],
+                 "+".join(sip.transports))
+        return self.local
+
+    @staticmethod
+    def _advertised_host(listen_host: str) -> str:
+        if listen_host not in ("0.0.0.0", "::", ""):
+            return listen_host
+        return local_address_towards("192.0.2.1")  # TEST-NET-1: only picks the route
+
+    async def stop(self) -> None:
+        """BYE every call, wait briefly for the answers, close everything."""
+        assert self._loop is not None and self.endpoint is not None
+        had_calls = bool(self.endpoint.active_calls())
+        self.endpoint.shutdown(self._loop.time())
+        self._pump()
+        if had_calls:
+            # Let the BYEs be answered (and retransmitted over UDP meanwhile).
+            await asyncio.sleep(SHUTDOWN_GRACE)
+        for task in list(self._tasks):
+            task.cancel()
+        for leg_id in list(self.legs):
+            self._end_leg(leg_id)
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.media.close()
+        await self.transport.close()
+
+    # -- SIP plumbing ---------------------------------------------------------------------------
+
+    def _deliver(self, data: bytes | SipMessage, addr: Addr, transport: str) -> None:
+        assert self._loop is not None and self.endpoint is not None
+        now = self._loop.time()
+        if isinstance(data, bytes):
+            self.endpoint.receive(data, addr, transport, now)
+        else:
+            self.endpoint.receive_message(data, addr, transport, now)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send what the endpoint produced, handle its events, re-arm its timer."""
+        endpoint = self.endpoint
+        assert endpoint is not None and self._loop is not None
+        while True:
+            for out in endpoint.datagrams_to_send():
+                self.transport.send(out.data, out.addr, out.transport)
+            events = endpoint.events()
+            if not events:
+                break
+            for event in events:
+                self._on_sip_event(event)
+        deadline = endpoint.next_timer()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_at = deadline
+            if deadline is not None:
+                self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self._loop is not None and self.endpoint is not None
+        self._timer = None
+        self._timer_at = None
+        self.endpoint.handle_timer(self._loop.time())
+        self._pump()
+
+    def _authorize(self, request: SipRequest, source: Addr) -> int | None:
+        """Only INVITEs from the allowed networks (trunks, PBX, LAN) are served."""
+        try:
+            address = ipaddress.ip_address(source[0])
+        except ValueError:
+            return 403
+        if any(address in net for net in self._networks):
+            return None
+        log.info("INVITE from %s refused: not in sip.allowed_networks", source[0])
+        return 403
+
+    # -- SIP events -----------------------------------------------------------------------------
+
+    def _on_sip_event(self, event: Event) -> None:
+        for listener in self.sip_listeners:
+            listener(event)
+        match event:
+            case CallOffered():
+                self.counters.calls_offered += 1
+                self._spawn(self._answer(event))
+            case CallEstablished(call=call):
+                leg = self.legs.get(call)
+                if leg is not None:
+                    leg.established_at = time.time()
+            case CallAnswered(call=call, sdp=sdp):
+                self._outbound_answered(call, sdp)
+            case CallEnded(call=call, reason=reason):
+                self.counters.calls_ended += 1
+                log.info("call %s ended: %s", call, reason)
+                self._end_leg(call)
+            case ReinviteReceived(call=call, sdp=sdp):
+                self._reinvite(call, sdp)
+            case RemoteSdpChanged(call=call, sdp=sdp):
+                self._remote_sdp_changed(call, sdp)
+            case InfoDtmfReceived(call=call, digit=digit, duration_ms=duration):
+                assert self._loop is not None
+                self.media.engine.add_info_digit(call, digit, duration, self._loop.time())
+            case MessageRejected():
+                self.counters.bad_messages += 1
+            case RegistrationChanged(aor=aor, registered=registered, status=status):
+                log.info("registration of %s: %s (%s)", aor,
+                         "registered" if registered else "not registered", status)
+            case _:
+                pass
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+    def room_for(self, offered: CallOffered) -> str:
+        """Until the IVR lands: the Request-URI user names the room."""
+        return offered.user or "default"
+
+    async def _answer(self, offered: CallOffered) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None and self._loop is not None
+        call = offered.call
+        if not offered.sdp:
+            self._reject(call, 488)  # offerless INVITE: not supported yet
+            return
+        try:
+            remote_offer = parse_sdp(offered.sdp)
+        except SdpError:
+            self._reject(call, 400)
+            return
+        try:
+            port = await self.media.open_leg(call)
+        except OSError:
+            log.warning("no RTP port for call %s", call)
+            self._reject(call, 503)
+            return
+        leg = Leg(call=call, room=self.room_for(offered), outbound=False,
+                  caller=offered.from_uri, dialed=offered.user or "", source=offered.source,
+                  local_port=port)
+        try:
+            result = answer(
+                remote_offer,
+                local_address=self._media_address(offered.source[0]),
+                local_port=port,
+                session_id=leg.session_id,
+                session_version=1,
+            )
+        except NoCommonCodecError:
+            self.media.remove_leg(call)
+            self._reject(call, 488)
+            return
+        except SdpError:
+            self.media.remove_leg(call)
+            self._reject(call, 400)
+            return
+        leg.media = result.media
+        leg.local_sdp = result.sdp
+        if not endpoint.answer(call, result.sdp.to_bytes(), self._loop.time()):
+            self.media.remove_leg(call)  # cancelled meanwhile
+            self._pump()
+            return
+        self.legs[call] = leg
+        self.counters.calls_answered += 1
+        self.media.attach_leg(call, leg.room, leg_media(result.media))
+        self._pump()
+
+    def _reject(self, call: str, status: int) -> None:
+        assert self.endpoint is not None and self._loop is not None
+        self.counters.calls_rejected += 1
+        self.endpoint.reject(call, status, self._loop.time())
+        self._pump()
+
+    def _media_address(self, peer_host: str) -> str:
+        if self.config.sip.external_address:
+            return self.config.sip.external_address
+        if self.config.rtp.bind_host not in ("0.0.0.0", "::", ""):
+            return self.config.rtp.bind_host
+        return local_address_towards(peer_host)
+
+    def _reinvite(self, call: str, sdp: bytes) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None and self._loop is not None
+        leg = self.legs.get(call)
+        if leg is None or leg.media is None or leg.local_sdp is None:
+            endpoint.reject_reinvite(call, 488, self._loop.time())
+            return
+        if not sdp:  # offerless re-INVITE (session refresh): our current SDP is the offer
+            endpoint.answer_reinvite(call, leg.local_sdp.to_bytes(), self._loop.time())
+            return
+        try:
+            result = reanswer(leg.local_sdp, leg.media, parse_sdp(sdp))
+        except (SdpError, NoCommonCodecError):
+            endpoint.reject_reinvite(call, 488, self._loop.time())
+            return
+        leg.media, leg.local_sdp = result.media, result.sdp
+        endpoint.answer_reinvite(call, result.sdp.to_bytes(), self._loop.time())
+        if call in self.media.engine:
+            self.media.engine.update_leg(call, leg_media(result.media))
+
+    def _remote_sdp_changed(self, call: str, sdp: bytes) -> None:
+        leg = self.legs.get(call)
+        if leg is None or leg.local_sdp is None or not leg.outbound:
+            return
+        try:
+            leg.media = accept_answer(leg.local_sdp, parse_sdp(sdp))
+        except (SdpError, InvalidAnswerError, NoCommonCodecError):
+            return
+        if call in self.media.engine:
+            self.media.engine.update_leg(call, leg_media(leg.media))
+
+    def _end_leg(self, call: str) -> None:
+        self.legs.pop(call, None)
+        self.media.remove_leg(call)
+
+    # -- dial-out -------------------------------------------------------------------------------
+
+    async def dial(self, uri: str, room: str, *, credentials: Credentials | None = None,
+                   caller: str | None = None) -> str:
+        """Call ``uri`` and join the answered call to ``room``. Returns the call handle."""
+        endpoint = self.endpoint
+        assert endpoint is not None and self._loop is not None
+        temp_id = f"out-{secrets.token_hex(6)}"
+        port = await self.media.open_leg(temp_id)
+        host = uri.split("@", 1)[-1].split(";", 1)[0].split(":", 1)[0].strip("[]")
+        session_id = secrets.randbelow(2**31)
+        our_offer = offer(local_address=self._media_address(host), local_port=port,
+                          session_id=session_id, session_version=1)
+        from_uri = caller or f"sip:bridge@{endpoint.config.sent_by_host}"
+        call = endpoint.invite(uri, from_uri, our_offer.to_bytes(), self._loop.time(),
+                               credentials=credentials)
+        self.media.rename_leg(temp_id, call)
+        self.legs[call] = Leg(call=call, room=room, outbound=True, caller=from_uri, dialed=uri,
+                              source=None, local_port=port, local_sdp=our_offer,
+                              session_id=session_id)
+        self._pump()
+        return call
+
+    def _outbound_answered(self, call: str, sdp: bytes) -> None:
+        leg = self.legs.get(call)
+        if leg is None or leg.local_sdp is None:
+            return
+        try:
+            leg.media = accept_answer(leg.local_sdp, parse_sdp(sdp))
+        except (SdpError, InvalidAnswerError, NoCommonCodecError):
+            log.warning("unusable SDP answer on call %s: hanging up", call)
+            self.hangup(call)
+            return
+        leg.established_at = time.time()
+        self.media.attach_leg(call, leg.room, leg_media(leg.media))
+
+    def hangup(self, call: str) -> None:
+        assert self.endpoint is not None and self._loop is not None
+        self.endpoint.hangup(call, self._loop.time())
+        self._pump()
+
+    # -- media events --------------------------------------------------------------------------
+
+    def _on_media_event(self, event: MediaEvent) -> None:
+        for listener in self.media_listeners:
+            listener(event)
+
+
+def serve(config: Config, *, log_level: str = "INFO") -> int:
+    """``bridge serve``: run until SIGINT/SIGTERM, then hang up every call and exit 0."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    async def main() -> int:
+        app = BridgeApp(config)
+        try:
+            host, port = await app.start()
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", config.sip.listen_host,
+                      config.sip.listen_port, exc.strerror)
+            return 1
+        print(f"bridge: SIP on {host}:{port}; dial sip:ROOM@{app.endpoint.config.sent_by_host if app.endpoint else host}:{port}", flush=True)  # noqa: E501
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: hanging up %d call(s)", len(app.legs))
+        await app.stop()
+        return 0
+
+    return asyncio.run(main())
