@@ -44,7 +44,6 @@ bench: $(STAMP)
 	$(BIN)/pytest bench --benchmark-only --benchmark-json=bench/results/bench.json
 
 run: $(STAMP)
-	$(BIN)/bridge demo
 	$(BIN)/bridge serve
 
 clean:

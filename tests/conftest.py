@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 
@@ -36,6 +37,14 @@ def free_port(kind: int = socket.SOCK_DGRAM, *, even: bool = False, span: int = 
         if all(_is_free(p) for p in range(port, port + span)):
             return port
     raise RuntimeError("no free port found")
+
+
+def rtp_port_block(size: int = 64) -> tuple[int, int]:
+    """A block of ports below the ephemeral range for a bridge's RTP pool. The pool skips
+    ports it cannot bind, so the block needs no probing; random blocks keep parallel runs
+    apart."""
+    low = 2 * random.randrange(10000, 16000 - size)
+    return low, low + size - 1
 
 
 def _is_free(port: int) -> bool:
