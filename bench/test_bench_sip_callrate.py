@@ -1,0 +1,72 @@
+"""Call rate the bridge sustains against SIPp with zero failed calls (``sipp -r``).
+
+Each step places ``rate * STEP_SECONDS`` calls of 1 s at ``rate`` calls/s against a real
+``bridge serve`` process; the figure is the highest rate whose step had no failed call.
+With ``--benchmark-disable`` (CI) one small step runs, as a smoke test of the harness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from tests.conftest import LOOPBACK, free_port, require_binary
+from tests.interop.peers import run_sipp
+
+RATES = (25, 50, 100, 150, 200, 300)
+STEP_SECONDS = 4
+
+
+async def _ramp(tmp_path: Path, rates: tuple[int, ...], seconds: int) -> dict[str, object]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "serve", "--sip-listen", f"{LOOPBACK}:{port}",
+        "--rtp-ports", "40000-49999", "--db", str(tmp_path / "b.sqlite3"),
+        "--log-level", "WARNING",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    sustained = 0
+    steps: list[dict[str, int]] = []
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readline(), 15)
+        sink = free_port(even=True)
+        for rate in rates:
+            calls = rate * seconds
+            step_dir = tmp_path / f"rate{rate}"
+            step_dir.mkdir()
+            result = await run_sipp(
+                "uac_call.xml", f"{LOOPBACK}:{port}", tmp=step_dir, calls=calls,
+                keys={"rtp_port": str(sink)}, pause_ms=1000, timeout=seconds * 3 + 20,
+                extra=["-r", str(rate), "-l", str(rate * 3)],
+            )
+            steps.append({"rate": rate, "calls": calls, "sipp_exit": result.returncode})
+            if result.returncode != 0:
+                break
+            sustained = rate
+    finally:
+        proc.terminate()
+        await proc.wait()
+    return {"sustained_calls_per_s": sustained, "steps": steps}
+
+
+def test_sustained_call_rate(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
+    require_binary("sipp")
+    if benchmark.disabled:
+        outcome = asyncio.run(_ramp(tmp_path, (10,), 2))
+        assert outcome["sustained_calls_per_s"] == 10, outcome
+        return
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        outcome.update(asyncio.run(_ramp(tmp_path, RATES, STEP_SECONDS)))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(outcome)
+    print(f"\nsustained call rate: {outcome['sustained_calls_per_s']} calls/s; {outcome['steps']}")
+    if not outcome["sustained_calls_per_s"]:
+        pytest.fail(f"no step passed: {outcome}")
