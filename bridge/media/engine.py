@@ -126,6 +126,10 @@ class _Leg:
     reported_count: int = 0
     mute_ticks: int = 0
     inband: bool = False
+    held_back: bool = False  # its last audio frame was kept out of the mix (DTMF)
+    muted: bool = False  # the mixer flags, re-applied when a codec change moves the slot
+    deaf: bool = False
+    gain: float = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -169,6 +173,11 @@ class MediaEngine:
     @property
     def leg_count(self) -> int:
         return len(self._legs)
+
+    def session(self, leg_id: str) -> RtpSession:
+        """The leg's RTP session, for its counters and statistics (read them, don't drive it:
+        the engine feeds and ticks it). Raises ``KeyError`` for an unknown leg."""
+        return self._legs[leg_id].session
 
     def room_legs(self, room: str) -> set[str]:
         r = self._rooms.get(room)
@@ -231,10 +240,15 @@ class MediaEngine:
         if media.codec is not leg.media.codec:
             self._drop_from_mixer(leg)
             capacity = self.mixer.capacity
-            leg.slot = self.mixer.add_leg(leg.room.index, media.codec)
+            leg.slot = slot = self.mixer.add_leg(leg.room.index, media.codec)
             if self.mixer.capacity != capacity:
                 self._grow_inband()
-            self._by_slot[leg.slot] = leg
+            self._inband_bank.reset(slot)
+            self._by_slot[slot] = leg
+            self.mixer.set_muted(slot, leg.muted)
+            self.mixer.set_deaf(slot, leg.deaf)
+            self.mixer.set_gain(slot, leg.gain)
+            leg.session.jitter.reset()  # queued frames are in the old codec
         leg.session.set_payload_format(
             PayloadFormat(audio_pt=media.payload_type, event_pt=media.telephone_event_pt)
         )
@@ -286,13 +300,19 @@ class MediaEngine:
     # -- controls ------------------------------------------------------------------------------
 
     def set_muted(self, leg_id: str, muted: bool) -> None:
-        self.mixer.set_muted(self._legs[leg_id].slot, muted)
+        leg = self._legs[leg_id]
+        self.mixer.set_muted(leg.slot, muted)
+        leg.muted = muted
 
     def set_deaf(self, leg_id: str, deaf: bool) -> None:
-        self.mixer.set_deaf(self._legs[leg_id].slot, deaf)
+        leg = self._legs[leg_id]
+        self.mixer.set_deaf(leg.slot, deaf)
+        leg.deaf = deaf
 
     def set_gain(self, leg_id: str, gain: float) -> None:
-        self.mixer.set_gain(self._legs[leg_id].slot, gain)
+        leg = self._legs[leg_id]
+        self.mixer.set_gain(leg.slot, gain)
+        leg.gain = gain
 
     def play(self, leg_id: str, clips: Iterable[npt.NDArray[np.int16]], *,
              loop: bool = False) -> int:
@@ -407,13 +427,20 @@ class MediaEngine:
         for leg in self._legs.values():
             frame = leg.session.pop_frame()
             payload = frame.payload
-            if frame.kind is FrameKind.SILENCE or payload is None:
+            kind = frame.kind
+            if (
+                kind is FrameKind.SILENCE
+                or payload is None
+                or len(payload) != FRAME_SAMPLES
+                or (kind is FrameKind.REPEAT and leg.held_back)  # never conceal a DTMF tone
+            ):
+                if payload is not None and kind is FrameKind.AUDIO:
+                    self.counters.bad_frames += 1  # another ptime: counted once, not played
                 if leg.inband:
                     payload_in[leg.slot] = silence[leg.media.codec]
                 continue
-            if len(payload) != FRAME_SAMPLES:
-                self.counters.bad_frames += 1
-                continue
+            if kind is FrameKind.AUDIO:
+                leg.held_back = False
             row = payload_in[leg.slot]
             row[:] = np.frombuffer(payload, np.uint8)
             if frame.gain != 1.0:
@@ -474,9 +501,11 @@ class MediaEngine:
                     self._emit_digit(leg, digit)
             if leg.rfc4733.event_active:
                 has_input[leg.slot] = False
+                leg.held_back = True
             elif leg.mute_ticks > 0:
                 leg.mute_ticks -= 1
                 has_input[leg.slot] = False
+                leg.held_back = True
             elif leg.rfc4733.next_timer() is None and leg.merger.next_timer() is None:
                 done.append(leg)
         for leg in done:
@@ -505,6 +534,10 @@ class MediaEngine:
             active = slots[bank.tone_active[slots]]
             if active.size:
                 has_input[active] = False
+                for slot in active.tolist():
+                    held = self._by_slot.get(slot)
+                    if held is not None:
+                        held.held_back = True
 
     def _prompts_tick(self) -> None:
         mixer = self.mixer
