@@ -258,6 +258,35 @@ class MediaEngine:
         leg.inband = self._wants_inband(leg)
         self._inband_dirty = True
 
+    def move_leg(self, leg_id: str, room: str) -> None:
+        """Move a leg to another room (from its IVR room into the conference, or back to a
+        room of its own to wait). Its RTP session, digits and private prompts carry on."""
+        leg = self._legs[leg_id]
+        old = leg.room
+        if old.name == room:
+            return
+        new = self._rooms.get(room)
+        if new is None:
+            self._room_ids += 1
+            new = self._rooms[room] = _Room(name=room, index=self._room_ids)
+        self._drop_from_mixer(leg)
+        capacity = self.mixer.capacity
+        leg.slot = slot = self.mixer.add_leg(new.index, leg.media.codec)
+        if self.mixer.capacity != capacity:
+            self._grow_inband()
+        self._inband_bank.reset(slot)
+        self._by_slot[slot] = leg
+        self.mixer.set_muted(slot, leg.muted)
+        self.mixer.set_deaf(slot, leg.deaf)
+        self.mixer.set_gain(slot, leg.gain)
+        old.legs.discard(leg_id)
+        if not old.legs:
+            self._room_players.discard(old)
+            del self._rooms[old.name]
+        new.legs.add(leg_id)
+        leg.room = new
+        self._inband_dirty = True
+
     def remove_leg(self, leg_id: str, now: float, wallclock: float) -> list[Outgoing]:
         """Remove a leg; returns its RTCP BYE (RFC 3550 §6.6) to send."""
         leg = self._legs.pop(leg_id, None)

@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.codecs.g711 import Codec
 from bridge.config import Config
@@ -73,6 +73,40 @@ class Leg:
     established_at: float | None = None
 
 
+class CallController(Protocol):
+    """What the application does with calls: the IVR and conferences plug in here.
+
+    ``offered`` runs before the call is answered and may refuse it with a status (404 for an
+    unknown access number, 503 when full); ``answered`` gets a leg whose media runs in a room
+    of its own (``leg.room``); ``ended`` and ``media_event`` report what happened.
+    """
+
+    async def offered(self, app: BridgeApp, offered: CallOffered) -> int | None: ...
+
+    def answered(self, app: BridgeApp, leg: Leg) -> None: ...
+
+    def ended(self, app: BridgeApp, leg: Leg, reason: str) -> None: ...
+
+    def media_event(self, app: BridgeApp, event: MediaEvent) -> None: ...
+
+
+class DirectRoomController:
+    """No IVR: a call joins the room named by the Request-URI user at once."""
+
+    async def offered(self, app: BridgeApp, offered: CallOffered) -> int | None:
+        return None
+
+    def answered(self, app: BridgeApp, leg: Leg) -> None:
+        if not leg.outbound:
+            app.media.engine.move_leg(leg.call, leg.dialed or "default")
+
+    def ended(self, app: BridgeApp, leg: Leg, reason: str) -> None:
+        return None
+
+    def media_event(self, app: BridgeApp, event: MediaEvent) -> None:
+        return None
+
+
 @dataclass(slots=True)
 class AppCounters:
     calls_offered: int = 0
@@ -111,8 +145,9 @@ def local_address_towards(peer_host: str) -> str:
 class BridgeApp:
     """Everything one bridge process runs."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, controller: CallController | None = None) -> None:
         self.config = config
+        self.controller: CallController = controller or DirectRoomController()
         self.counters = AppCounters()
         self.legs: dict[str, Leg] = {}
         self.transport = SipTransport(self._deliver)
@@ -260,7 +295,7 @@ class BridgeApp:
             case CallEnded(call=call, reason=reason):
                 self.counters.calls_ended += 1
                 log.info("call %s ended: %s", call, reason)
-                self._end_leg(call)
+                self._end_leg(call, reason)
             case ReinviteReceived(call=call, sdp=sdp):
                 self._reinvite(call, sdp)
             case RemoteSdpChanged(call=call, sdp=sdp):
@@ -287,16 +322,16 @@ class BridgeApp:
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
 
-    def room_for(self, offered: CallOffered) -> str:
-        """Until the IVR lands: the Request-URI user names the room."""
-        return offered.user or "default"
-
     async def _answer(self, offered: CallOffered) -> None:
         endpoint = self.endpoint
         assert endpoint is not None and self._loop is not None
         call = offered.call
         if not offered.sdp:
             self._reject(call, 488)  # offerless INVITE: not supported yet
+            return
+        refusal = await self.controller.offered(self, offered)
+        if refusal is not None:
+            self._reject(call, refusal)
             return
         try:
             remote_offer = parse_sdp(offered.sdp)
@@ -309,7 +344,7 @@ class BridgeApp:
             log.warning("no RTP port for call %s", call)
             self._reject(call, 503)
             return
-        leg = Leg(call=call, room=self.room_for(offered), outbound=False,
+        leg = Leg(call=call, room=f"leg:{call}", outbound=False,
                   caller=offered.from_uri, dialed=offered.user or "", source=offered.source,
                   local_port=port)
         try:
@@ -338,6 +373,7 @@ class BridgeApp:
         self.counters.calls_answered += 1
         self.media.attach_leg(call, leg.room, leg_media(result.media))
         self._pump()
+        self.controller.answered(self, leg)
 
     def _reject(self, call: str, status: int) -> None:
         assert self.endpoint is not None and self._loop is not None
@@ -383,9 +419,11 @@ class BridgeApp:
         if call in self.media.engine:
             self.media.engine.update_leg(call, leg_media(leg.media))
 
-    def _end_leg(self, call: str) -> None:
-        self.legs.pop(call, None)
+    def _end_leg(self, call: str, reason: str = "local_bye") -> None:
+        leg = self.legs.pop(call, None)
         self.media.remove_leg(call)
+        if leg is not None:
+            self.controller.ended(self, leg, reason)
 
     # -- dial-out -------------------------------------------------------------------------------
 
@@ -422,6 +460,7 @@ class BridgeApp:
             return
         leg.established_at = time.time()
         self.media.attach_leg(call, leg.room, leg_media(leg.media))
+        self.controller.answered(self, leg)
 
     def hangup(self, call: str) -> None:
         assert self.endpoint is not None and self._loop is not None
@@ -433,6 +472,7 @@ class BridgeApp:
     def _on_media_event(self, event: MediaEvent) -> None:
         for listener in self.media_listeners:
             listener(event)
+        self.controller.media_event(self, event)
 
 
 def serve(config: Config, *, log_level: str = "INFO") -> int:
