@@ -35,7 +35,7 @@ class ControlError(RuntimeError):
 def install_uvloop() -> bool:
     """Use uvloop's event loop policy when uvloop is installed; return whether it is."""
     try:
-        import uvloop  # noqa: PLC0415
+        import uvloop
     except ImportError:
         return False
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

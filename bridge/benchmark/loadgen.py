@@ -605,11 +605,11 @@ class _Engine:
         self.session = random.getrandbits(30)
         self.sent = 0
         self.window_sent = 0
-        self.start = self.loop.time()
+        self.start = time.monotonic()  # uvloop's loop.time() is cached and in whole ms
         self.frame = 0
         self.missed = 0
         self.lateness: list[float] = []
-        self.timer = self.loop.call_at(self.start + FRAME_SECONDS, self._on_tick)
+        self.timer = self.loop.call_later(FRAME_SECONDS, self._on_tick)
         self.dialer: asyncio.Task[None] | None = None
 
     async def open_sip(self) -> None:
@@ -622,11 +622,11 @@ class _Engine:
 
     # ---------------------------------------------------------------- send loop
     def _on_tick(self) -> None:
-        now = self.loop.time()
+        now = time.monotonic()
         due = int((now - self.start) / FRAME_SECONDS)
         if due <= self.frame:  # fired early (uvloop): re-arm for the real deadline
-            self.timer = self.loop.call_at(self.start + (self.frame + 1) * FRAME_SECONDS,
-                                           self._on_tick)
+            delay = self.start + (self.frame + 1) * FRAME_SECONDS - now
+            self.timer = self.loop.call_later(delay, self._on_tick)
             return
         self.lateness.append(now - (self.start + due * FRAME_SECONDS))
         first = max(self.frame + 1, due - MAX_CATCH_UP + 1)
@@ -634,7 +634,8 @@ class _Engine:
         for frame in range(first, due + 1):
             self._send_frame(frame)
         self.frame = due
-        self.timer = self.loop.call_at(self.start + (due + 1) * FRAME_SECONDS, self._on_tick)
+        delay = self.start + (due + 1) * FRAME_SECONDS - time.monotonic()
+        self.timer = self.loop.call_later(max(0.0, delay), self._on_tick)
 
     def _send_frame(self, frame: int) -> None:
         pack = _RTP.pack

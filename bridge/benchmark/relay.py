@@ -166,14 +166,14 @@ class Relay:
         loop = asyncio.get_running_loop()
         ports = []
         for _ in range(count):
-            index = self.participants
-            self.last.append(_SILENT_PACKET)
-            self.addrs.append(None)
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((self.config.host, 0))
             sock.setblocking(False)
-            leg = _Leg(self, index)
+            leg = _Leg(self, self.participants)
             transport, _ = await loop.create_datagram_endpoint(_factory(leg), sock=sock)
+            # The tick may run during the await above: grow the three lists together after it.
+            self.last.append(_SILENT_PACKET)
+            self.addrs.append(None)
             self.transports.append(transport)
             port = int(sock.getsockname()[1])
             self.ports.append(port)
@@ -183,9 +183,9 @@ class Relay:
     def start(self) -> None:
         """Start the 20 ms tick on absolute deadlines ``start + k * 20 ms``."""
         loop = asyncio.get_running_loop()
-        self._start = loop.time()
+        self._start = time.monotonic()
         self._frame = 0
-        self._timer = loop.call_at(self._start + FRAME_SECONDS, self._on_timer)
+        self._timer = loop.call_later(FRAME_SECONDS, self._on_timer)
 
     def stop(self) -> None:
         """Stop the tick and close every socket."""
@@ -196,10 +196,12 @@ class Relay:
 
     def _on_timer(self) -> None:
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        # time.monotonic(), not loop.time(): uvloop's loop time is cached per iteration and in
+        # whole milliseconds, which would hide lateness.
+        now = time.monotonic()
         next_deadline = self._start + (self._frame + 1) * FRAME_SECONDS
         if now < next_deadline - self.config.early_tolerance:  # uvloop may fire early
-            self._timer = loop.call_at(next_deadline, self._on_timer)
+            self._timer = loop.call_later(next_deadline - now, self._on_timer)
             return
         due = int((now - self._start) / FRAME_SECONDS)
         due = max(due, self._frame + 1)
@@ -208,7 +210,8 @@ class Relay:
         self._window_ticks += 1
         self._frame = due
         self.tick(due)
-        self._timer = loop.call_at(self._start + (due + 1) * FRAME_SECONDS, self._on_timer)
+        delay = self._start + (due + 1) * FRAME_SECONDS - time.monotonic()
+        self._timer = loop.call_later(max(0.0, delay), self._on_timer)
 
     def tick(self, frame: int) -> None:
         """Mix and send frame number ``frame`` (sequence number and timestamp derive from it)."""

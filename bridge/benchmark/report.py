@@ -58,6 +58,7 @@ class StepResult:
     cpu_us_per_participant_tick: float
     rss_bytes: int
     failed_calls: int = 0
+    loadgen_cpu_pct: float = 0.0  # the generator's own CPU: near 100 % it is the bottleneck
 
     @property
     def rss_per_participant_bytes(self) -> float:
@@ -138,10 +139,12 @@ def make_step(
     lateness_ms: tuple[float, float, float],
     loadgen_window: dict[str, Any],
     failed_calls: int = 0,
+    loadgen_samples: tuple[ProcSample, ProcSample] | None = None,
 ) -> StepResult:
     """Combine one step's measurements: ``/proc`` samples of the system under test taken at
     the start and end of the window, its tick count and lateness ``(p50, p99, max)`` in ms,
-    and the load generator's ``stats()["window"]`` over the same window."""
+    and the load generator's ``stats()["window"]`` over the same window (optionally its own
+    ``/proc`` samples, to see whether the generator saturated)."""
     cpu_seconds = after.cpu_seconds - before.cpu_seconds
     return StepResult(
         system=system,
@@ -162,6 +165,7 @@ def make_step(
         ),
         rss_bytes=after.rss_bytes,
         failed_calls=failed_calls,
+        loadgen_cpu_pct=cpu_percent(*loadgen_samples) if loadgen_samples else 0.0,
     )
 
 
@@ -177,6 +181,7 @@ _COLUMNS: tuple[tuple[str, str, Callable[[StepResult], object]], ...] = (
     ("RSS MiB", "{:>8.1f}", lambda s: s.rss_bytes / 2**20),
     ("KiB/p", "{:>7.1f}", lambda s: s.rss_per_participant_bytes / 1024),
     ("failed", "{:>6}", attrgetter("failed_calls")),
+    ("gen CPU %", "{:>6.1f}", attrgetter("loadgen_cpu_pct")),
 )
 
 

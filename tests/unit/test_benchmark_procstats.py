@@ -12,14 +12,26 @@ import pytest
 
 from bridge.benchmark import procstats
 
-BUSY = "while True: pass"
+# Spins; on each line from stdin prints its own CPU seconds (time.process_time), the oracle.
+BUSY = """
+import os, selectors, sys, time
+sel = selectors.DefaultSelector()
+sel.register(sys.stdin, selectors.EVENT_READ)
+while True:
+    for _ in range(20000):
+        pass
+    if sel.select(0):
+        sys.stdin.readline()
+        print(time.process_time(), flush=True)
+"""
 IDLE = "import time; time.sleep(60)"
 
 
 @pytest.fixture
 def children() -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     procs = {
-        "busy": subprocess.Popen([sys.executable, "-c", BUSY]),
+        "busy": subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE),
         "idle": subprocess.Popen([sys.executable, "-c", IDLE]),
     }
     try:
@@ -31,19 +43,34 @@ def children() -> Iterator[dict[str, subprocess.Popen[bytes]]]:
             proc.wait()
 
 
-def test_busy_child_reads_well_above_50_and_idle_near_zero(
+def _self_reported_cpu(proc: subprocess.Popen[bytes]) -> float:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"\n")
+    proc.stdin.flush()
+    return float(proc.stdout.readline())
+
+
+def test_busy_child_reads_high_and_idle_near_zero(
     children: dict[str, subprocess.Popen[bytes]],
 ) -> None:
-    meter = procstats.ProcMeter([children["busy"].pid, children["idle"].pid])
+    busy, idle = children["busy"], children["idle"]
+    meter = procstats.ProcMeter([busy.pid, idle.pid])
+    own_before = _self_reported_cpu(busy)
     before = meter.sample()
-    time.sleep(1.5)
+    time.sleep(2.0)
     after = meter.sample()
+    own_after = _self_reported_cpu(busy)
     per_pid = procstats.cpu_percent_by_pid(before, after)
-    assert per_pid[children["busy"].pid] > 50.0  # a spinning loop on a 2-core machine
-    assert per_pid[children["busy"].pid] < 110.0  # one thread cannot exceed one core
-    assert per_pid[children["idle"].pid] < 10.0
-    total = procstats.cpu_percent(before, after)
-    assert total == pytest.approx(sum(per_pid.values()))
+    # Oracle: the child's own CPU clock over a window that encloses ours (+2 clock ticks).
+    measured = after.cpu_by_pid[busy.pid] - before.cpu_by_pid[busy.pid]
+    assert measured <= own_after - own_before + 2 / procstats.CLOCK_TICKS
+    assert measured >= (own_after - own_before) * 0.5 - 2 / procstats.CLOCK_TICKS
+    # Alone on a 2-core machine a spinning loop reads ~100 %; other work on the machine can
+    # take a share, so the lower bound is generous. One thread cannot exceed one core.
+    assert 20.0 < per_pid[busy.pid] < 110.0
+    assert per_pid[idle.pid] < 10.0
+    assert per_pid[busy.pid] > 5 * per_pid[idle.pid]
+    assert procstats.cpu_percent(before, after) == pytest.approx(sum(per_pid.values()))
     assert after.rss_bytes > 2 * 2**20  # two Python interpreters
 
 

@@ -94,7 +94,7 @@ def _read_png(data: bytes) -> tuple[int, int, np.ndarray]:
         assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
         chunks.append((kind, body))
         offset += 12 + length
-    assert [k for k, _ in chunks][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
     width, height, depth, colour, _, _, interlace = struct.unpack("!IIBBBBB", chunks[0][1])
     assert (depth, colour, interlace) == (8, 2, 0)
     raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
