@@ -303,8 +303,10 @@ class BridgeApp:
             case InfoDtmfReceived(call=call, digit=digit, duration_ms=duration):
                 assert self._loop is not None
                 self.media.engine.add_info_digit(call, digit, duration, self._loop.time())
-            case MessageRejected():
+            case MessageRejected(source=source, reason=reason, status=status):
                 self.counters.bad_messages += 1
+                log.debug("bad SIP message from %s:%d (%s): %s", source[0], source[1],
+                          status or "dropped", reason)
             case RegistrationChanged(aor=aor, registered=registered, status=status):
                 log.info("registration of %s: %s (%s)", aor,
                          "registered" if registered else "not registered", status)
