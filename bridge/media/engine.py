@@ -570,29 +570,27 @@ class MediaEngine:
 
     def _prompts_tick(self) -> None:
         mixer = self.mixer
-        if self._room_players:
-            for room in list(self._room_players):
-                player = room.player
-                assert player is not None
-                frame = player.next_frame()
-                if frame is not None:
-                    mixer.play_room(room.index, frame)
-                if player.finished_count != room.reported_count:
-                    room.reported_count = player.finished_count
-                    self._events.append(PromptFinished(target=f"room:{room.name}",
-                                                       count=player.finished_count))
-                if player.done:
-                    self._room_players.discard(room)
-        if self._players:
-            for leg in list(self._players):
-                player = leg.player
-                assert player is not None
-                frame = player.next_frame()
-                if frame is not None:
-                    mixer.play_private(leg.slot, frame)
-                if player.finished_count != leg.reported_count:
-                    leg.reported_count = player.finished_count
-                    self._events.append(PromptFinished(target=leg.leg_id,
-                                                       count=player.finished_count))
-                if player.done:
-                    self._players.discard(leg)
+        for room in list(self._room_players):
+            frame = self._next_prompt_frame(room, f"room:{room.name}")
+            if frame is not None:
+                mixer.play_room(room.index, frame)
+            if room.player is None or room.player.done:
+                self._room_players.discard(room)
+        for leg in list(self._players):
+            frame = self._next_prompt_frame(leg, leg.leg_id)
+            if frame is not None:
+                mixer.play_private(leg.slot, frame)
+            if leg.player is None or leg.player.done:
+                self._players.discard(leg)
+
+    def _next_prompt_frame(self, holder: _Leg | _Room,
+                           target: str) -> npt.NDArray[np.int16] | None:
+        """One frame of the holder's player; reports finished clips."""
+        player = holder.player
+        if player is None:
+            return None
+        frame = player.next_frame()
+        if player.finished_count != holder.reported_count:
+            holder.reported_count = player.finished_count
+            self._events.append(PromptFinished(target=target, count=player.finished_count))
+        return frame
