@@ -231,7 +231,7 @@ class _MessageBase:
 
     @property
     def cseq(self) -> CSeq:
-        from bridge.sip.headers import CSeq  # noqa: PLC0415 (import cycle)
+        from bridge.sip.headers import CSeq  # (import cycle)
 
         value = self.headers.get("CSeq")
         if value is None:
@@ -240,13 +240,13 @@ class _MessageBase:
 
     @property
     def vias(self) -> list[Via]:
-        from bridge.sip.headers import Via  # noqa: PLC0415 (import cycle)
+        from bridge.sip.headers import Via  # (import cycle)
 
         return [Via.parse(v) for v in self.headers.values("Via")]
 
     @property
     def top_via(self) -> Via:
-        from bridge.sip.headers import Via  # noqa: PLC0415 (import cycle)
+        from bridge.sip.headers import Via  # (import cycle)
 
         values = self.headers.values("Via")
         if not values:
@@ -263,13 +263,13 @@ class _MessageBase:
 
     @property
     def contacts(self) -> list[NameAddr]:
-        from bridge.sip.headers import NameAddr  # noqa: PLC0415 (import cycle)
+        from bridge.sip.headers import NameAddr  # (import cycle)
 
         return [NameAddr.parse(v) for v in self.headers.values("Contact") if v.strip() != "*"]
 
     @property
     def record_route(self) -> list[NameAddr]:
-        from bridge.sip.headers import NameAddr  # noqa: PLC0415 (import cycle)
+        from bridge.sip.headers import NameAddr  # (import cycle)
 
         return [NameAddr.parse(v) for v in self.headers.values("Record-Route")]
 
@@ -282,7 +282,7 @@ class _MessageBase:
         return value.split(";", 1)[0].strip().lower()
 
     def _name_addr(self, name: str) -> NameAddr:
-        from bridge.sip.headers import NameAddr  # noqa: PLC0415 (import cycle)
+        from bridge.sip.headers import NameAddr  # (import cycle)
 
         value = self.headers.get(name)
         if value is None:
