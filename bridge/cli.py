@@ -1,7 +1,12 @@
 """The ``bridge`` command: ``bridge serve`` and the administration subcommands.
 
-``main(argv) -> int`` never raises for bad input: a wrong argument or a bad configuration gives
-one line on stderr and exit status 2.
+``main(argv) -> int`` never raises for bad input. Exit status: 0 done; 2 bad input (a wrong
+argument, a bad configuration, a trivial PIN, a malformed number, an intro that is not audio),
+with one line on stderr and nothing written; 1 a refused operation (a PIN, name or number in
+use, a room that does not exist, a database that cannot be opened), also one line.
+
+Administration (``bridge.admin``): ``rooms create|list|delete``, ``numbers add|list|delete``,
+``calls`` and ``demo``; each takes ``--db`` and ``--config`` like ``serve``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from bridge import __version__
 from bridge.config import Config, ConfigError, load_config, with_overrides
 
 EXIT_USAGE = 2
+LANGUAGES = ("de", "en", "fr")
 
 
 class UsageError(Exception):
@@ -30,8 +36,66 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE.toml", type=Path, help="configuration file")
-    parser.add_argument("--db", metavar="PATH", help="SQLite database file")
+    # SUPPRESS: unset options add no attribute, so ``bridge rooms --db X list`` and
+    # ``bridge rooms list --db X`` both work (a subparser's None would overwrite the other).
+    parser.add_argument(
+        "--config", metavar="FILE.toml", type=Path, default=argparse.SUPPRESS,
+        help="configuration file",
+    )
+    parser.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="SQLite file")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _add_admin(sub: argparse._SubParsersAction[_Parser]) -> None:
+    rooms = sub.add_parser("rooms", help="create, list and delete conference rooms")
+    _add_common(rooms)
+    rooms_sub = rooms.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    rooms_sub.required = True
+    create = rooms_sub.add_parser("create", help="create a room; prints its PINs")
+    _add_common(create)
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--pin", metavar="P", help="participant PIN (default: generated)")
+    create.add_argument("--moderator-pin", metavar="M", help="moderator PIN (default: generated)")
+    create.add_argument("--max-participants", metavar="N", type=_positive_int)
+    create.add_argument("--language", choices=LANGUAGES, default="en")
+    create.add_argument("--intro", metavar="FILE.wav", type=Path, help="announcement to play")
+    create.add_argument("--account", metavar="EMAIL", help="owner (default: admin@localhost)")
+    listing = rooms_sub.add_parser("list", help="list the rooms")
+    _add_common(listing)
+    listing.add_argument("--account", metavar="EMAIL", help="only this account's rooms")
+    delete = rooms_sub.add_parser("delete", help="delete a room")
+    _add_common(delete)
+    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("--account", metavar="EMAIL", help="the account the room belongs to")
+
+    numbers = sub.add_parser("numbers", help="manage the dial-in access numbers")
+    _add_common(numbers)
+    numbers_sub = numbers.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    numbers_sub.required = True
+    add = numbers_sub.add_parser("add", help="add an access number (E.164)")
+    _add_common(add)
+    add.add_argument("number", metavar="NUMBER")
+    add.add_argument("--country", metavar="CC", required=True, help="ISO 3166-1 alpha-2")
+    add.add_argument("--language", choices=LANGUAGES, default="en", help="menu language")
+    add.add_argument("--room", metavar="NAME", help="lead straight to this room")
+    add.add_argument("--account", metavar="EMAIL", help="the account of --room")
+    nlist = numbers_sub.add_parser("list", help="list the access numbers")
+    _add_common(nlist)
+    ndelete = numbers_sub.add_parser("delete", help="delete an access number")
+    _add_common(ndelete)
+    ndelete.add_argument("number", metavar="NUMBER")
+
+    calls = sub.add_parser("calls", help="the live legs of the running bridge")
+    _add_common(calls)
+
+    demo = sub.add_parser("demo", help="create a demo room and number; print how to dial in")
+    _add_common(demo)
+    demo.add_argument("--sip-listen", metavar="HOST:PORT", help="as for serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,16 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP address (UDP and TCP)")
     serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range")
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    _add_admin(sub)
     return parser
 
 
 def _config_from(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    config = load_config(getattr(args, "config", None))
     return with_overrides(
         config,
         sip_listen=getattr(args, "sip_listen", None),
         rtp_ports=getattr(args, "rtp_ports", None),
-        db=args.db,
+        db=getattr(args, "db", None),
     )
 
 
@@ -74,7 +139,79 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         level = args.log_level or config.log_level
         return serve(config, log_level=level)
-    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+    from bridge.admin import AdminError
+
+    try:
+        _admin(args, config)
+    except AdminError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def _admin(args: argparse.Namespace, config: Config) -> None:
+    """Run one administration command and print its result on stdout."""
+    import time
+
+    from bridge import admin
+    from bridge.conference.model import Language
+
+    db = Path(config.db_path)
+    command = (args.command, getattr(args, "action", None))
+    if command == ("rooms", "create"):
+        made = admin.create_room(
+            db,
+            name=args.name,
+            pin=args.pin,
+            moderator_pin=args.moderator_pin,
+            max_participants=args.max_participants,
+            language=Language(args.language),
+            intro=args.intro,
+            account=args.account,
+        )
+        room = made.room
+        print(f"created room {room.name!r} (account {made.account.email})")
+        print(f"participant PIN: {room.participant_pin}")
+        print(f"moderator PIN:   {room.moderator_pin}")
+        if room.intro_path:
+            print(f"intro: {room.intro_path}")
+    elif command == ("rooms", "list"):
+        print(admin.format_rooms(admin.list_rooms(db, account=args.account)))
+    elif command == ("rooms", "delete"):
+        gone = admin.delete_room(db, args.name, account=args.account)
+        print(f"deleted room {gone.name!r}")
+    elif command == ("numbers", "add"):
+        number = admin.add_number(
+            db,
+            args.number,
+            country=args.country,
+            language=Language(args.language),
+            room=args.room,
+            account=args.account,
+        )
+        where = f" -> room {args.room!r}" if args.room else ""
+        print(f"added {number.number} ({number.country}, {number.language.value}){where}")
+    elif command == ("numbers", "list"):
+        print(admin.format_numbers(admin.list_numbers(db)))
+    elif command == ("numbers", "delete"):
+        print(f"deleted {admin.delete_number(db, args.number)}")
+    elif command == ("calls", None):
+        print(admin.format_calls(admin.live_calls(db), time.time()))
+    elif command == ("demo", None):
+        result = admin.demo(db)
+        target, note = admin.dial_target(config)
+        fresh = [
+            what
+            for what, new in (("room", result.created_room), ("number", result.created_number))
+            if new
+        ]
+        state = f"created {' and '.join(fresh)}" if fresh else "already set up"
+        print(f"demo database {db}: {state}")
+        print(admin.dial_line(result.number.number, target, result.room))
+        if note:
+            print(f"note: {note}")
+    else:  # pragma: no cover
+        raise AssertionError(f"unhandled command {command}")
 
 
 if __name__ == "__main__":  # pragma: no cover
