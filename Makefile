@@ -43,8 +43,16 @@ bench: $(STAMP)
 	mkdir -p bench/results
 	$(BIN)/pytest bench --benchmark-only --benchmark-json=bench/results/bench.json
 
+# `make run`: set up the demo room and access number (idempotent), print how to dial in, then
+# serve. Both commands get the same database and configuration: `make run CONFIG=bridge.toml`,
+# `make run DB=/path/to/file.sqlite3`. Without either: the defaults (var/bridge.sqlite3).
+DB     ?=
+CONFIG ?=
+RUN_ARGS = $(if $(CONFIG),--config $(CONFIG)) $(if $(DB),--db $(DB))
+
 run: $(STAMP)
-	$(BIN)/bridge serve
+	$(BIN)/bridge demo $(RUN_ARGS)
+	$(BIN)/bridge serve $(RUN_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .benchmarks
