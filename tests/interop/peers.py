@@ -43,11 +43,15 @@ async def run_sipp(
     calls: int = 1,
     timeout: float = 30.0,
     pause_ms: int = 1000,
+    media_port: int | None = None,
 ) -> SippResult:
-    """Run one SIPp scenario (a file in tests/data/sipp or a built-in ``-sn`` name) to its end."""
+    """Run one SIPp scenario (a file in tests/data/sipp or a built-in ``-sn`` name) to its end.
+
+    ``media_port`` is SIPp's ``-mp`` (it also binds the port 2 above): pass one from
+    ``free_port(even=True, span=4)`` to capture what SIPp receives there."""
     sipp = require_binary("sipp")
     port = port or free_port()
-    media_port = free_port(even=True, span=4)
+    media_port = media_port or free_port(even=True, span=4)
     args = [sipp]
     if target is not None:
         args.append(target)
