@@ -84,7 +84,8 @@ def rooms_of(work: Workload) -> list[list[tuple[int, Codec]]]:
 
 def record(benchmark: BenchmarkFixture, name: str, impl: str) -> None:
     legs = WORKLOADS[name].legs
-    assert benchmark.stats is not None
+    if benchmark.stats is None:  # --benchmark-disable: a smoke run, nothing measured
+        return
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(
         workload=name, impl=impl, legs=legs, participant_frames_per_s=legs / median

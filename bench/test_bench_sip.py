@@ -89,6 +89,8 @@ def _round_with_views(messages: list[bytes]) -> int:
 
 
 def _report(benchmark: Any) -> None:
+    if benchmark.stats is None:  # --benchmark-disable: a smoke run, nothing measured
+        return
     stats = benchmark.stats.stats
     benchmark.extra_info["messages_per_s"] = round(BATCH / stats.mean)
     benchmark.extra_info["messages_per_s_best"] = round(BATCH / stats.min)
