@@ -14,7 +14,7 @@ DOMAIN = ("conference", "ivr", "billing", "store")
 # Modules that do I/O or read the clock: only the edges may import them.
 FORBIDDEN_IN_CORES = {"asyncio", "socket", "time", "threading", "selectors", "subprocess",
                       "uvloop", "aiohttp", "sqlite3", "aiosqlite"}
-EDGES = ("runtime", "web", "cli", "__main__")
+EDGES = ("runtime", "web", "cli", "admin", "benchmark", "__main__")
 
 
 def _imports(path: Path) -> set[str]:
