@@ -34,6 +34,7 @@ __all__ = [
     "from_capture",
     "from_wav",
     "measure",
+    "onset",
     "tone_levels",
 ]
 
@@ -179,3 +180,15 @@ def assert_hears(
         assert report.median_dbm0[name] <= quietest - margin_db, f"hears {name}: {report}"
         assert report.present_fraction[name] < 0.1, f"hears {name} at times: {report}"
     return report
+
+
+def onset(heard: HeardAudio, freq: float, *, after: float | None = None,
+          present_dbm0: float = -40.0, windows: int = 3) -> float | None:
+    """Monotonic time at which ``freq`` starts to be heard (``windows`` consecutive 100 ms
+    windows above ``present_dbm0``), looking from ``after``; None if it never is."""
+    start = heard.start if after is None else max(after, heard.start)
+    pcm = heard.between(start, heard.end)
+    present = tone_levels(pcm, [freq])[:, 0] >= present_dbm0
+    run = np.convolve(present.astype(np.int64), np.ones(windows, dtype=np.int64), "valid")
+    hits = np.flatnonzero(run == windows)
+    return None if hits.size == 0 else start + float(hits[0]) * WINDOW / RATE

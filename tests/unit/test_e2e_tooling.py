@@ -21,7 +21,14 @@ from bridge.codecs.g711 import ulaw_decode
 from bridge.media.inband_dtmf import InbandDtmfDetector
 from bridge.rtp.dtmf import DigitReceived, Rfc4733Receiver, parse_event
 from bridge.rtp.packet import RtpPacket, build_rtp, parse_rtp
-from tests.interop.audio import HeardAudio, assert_hears, from_capture, measure, tone_levels
+from tests.interop.audio import (
+    HeardAudio,
+    assert_hears,
+    from_capture,
+    measure,
+    onset,
+    tone_levels,
+)
 from tests.interop.capture import CapturedRtp, LoopbackCapture, require_capture, udp_port_filter
 from tests.interop.pcapgen import (
     DTMF_FREQS,
@@ -200,6 +207,18 @@ def test_measure_counts_the_windows_a_tone_is_present() -> None:
     pcm = np.concatenate([tone_pcm(440.0, 1.0, -20.0), np.zeros(3 * 8000, dtype=np.int16)])
     report = measure(HeardAudio(pcm, 0.0), {"A": 440.0}, 0.0, 4.0)
     assert report.present_fraction["A"] == pytest.approx(0.25)
+
+
+def test_onset_finds_where_a_tone_starts() -> None:
+    pcm = np.concatenate([tone_pcm(1000.0, 1.0, -20.0), np.zeros(8000, dtype=np.int16),
+                          tone_pcm(440.0, 0.15, -20.0), np.zeros(4000, dtype=np.int16),
+                          tone_pcm(440.0, 1.0, -20.0)])
+    heard = HeardAudio(pcm, 50.0)
+    assert onset(heard, 1000.0) == pytest.approx(50.0)
+    # a 150 ms blip is not an onset; the tone from 2.65 s is (first full window 2.7 s)
+    assert onset(heard, 440.0) == pytest.approx(52.7, abs=0.11)
+    assert onset(heard, 1000.0, after=51.0) is None
+    assert onset(heard, 1700.0) is None
 
 
 def _captured(seq: int, ts: int, arrival: float, *, ssrc: int = 7, pt: int = 0,
