@@ -38,13 +38,11 @@ import numpy.typing as npt
 from bridge.codecs.g711 import (
     ALAW_DECODE,
     ALAW_ENCODE,
-    ALAW_PAIR_DECODE,
-    ULAW_DECODE,
     ULAW_ENCODE,
     ULAW_PAIR_DECODE,
     Codec,
 )
-from bridge.media.vad import Vad, VadConfig
+from bridge.media.vad import FULL_SCALE_POWER, Vad, VadConfig
 
 __all__ = ["MixOutput", "Mixer", "MixerConfig"]
 
@@ -117,6 +115,10 @@ class _Layout:
     gain_slots: IntArray
     gain_values: npt.NDArray[np.float32]
     silence_rows: IntArray  # per slot: the silence row of its codec
+    screen_key: npt.NDArray[np.uint8]  # (slots x 1): XOR making (code ^ key) & 0x7F fall with |x|
+    screen_limit: npt.NDArray[np.uint8]  # (slots x 1): a masked code <= this may be loud
+    quiet_power: npt.NDArray[np.float32]  # per slot: mean-square bound of a screened frame
+    always_measure: BoolArray  # gain legs (and every leg when the VAD is adaptive)
 
 
 _T = TypeVar("_T", bound=np.generic)
@@ -133,21 +135,28 @@ def _grown(
     return new
 
 
-def _code_pairs() -> npt.NDArray[np.uint8]:
-    """Every pair of codes, in the order a payload viewed as uint16 indexes them."""
-    return np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(65536, 2)
+SCREEN_KEY = {Codec.PCMU: 0x00, Codec.PCMA: 0x2A}
+"""``(code ^ key) & 0x7F`` is 0 for the loudest codes of a law and grows as the magnitude falls."""
 
 
-def _pair_power(table: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
-    """Sum of the squares of the two decoded samples of each pair of codes."""
-    values = table[_code_pairs()].astype(np.float32)
-    squares = np.empty(65536, dtype=np.float32)
-    np.einsum("ij,ij->i", values, values, out=squares)
-    return squares
+def screen_magnitudes(codec: Codec) -> npt.NDArray[np.int32]:
+    """``|decoded sample|`` of every masked code ``(code ^ key) & 0x7F`` (non-increasing)."""
+    masked = np.arange(128, dtype=np.int32) ^ SCREEN_KEY[codec]
+    magnitudes: npt.NDArray[np.int32] = np.abs(codec.decode_table[masked].astype(np.int32))
+    return magnitudes
 
 
-_PAIR_DECODE = {Codec.PCMU: ULAW_PAIR_DECODE, Codec.PCMA: ALAW_PAIR_DECODE}
-_PAIR_POWER = {Codec.PCMU: _pair_power(ULAW_DECODE), Codec.PCMA: _pair_power(ALAW_DECODE)}
+def screen_limit(codec: Codec, threshold_power: float) -> tuple[int, float]:
+    """The largest masked code whose square reaches 0.999 x ``threshold_power``, and the largest
+    square of a code beyond it: a frame without a code <= the limit has a mean square below that
+    bound, so it is provably quieter than the threshold (the 0.1 % margin dwarfs float32 error).
+    """
+    squares = screen_magnitudes(codec).astype(np.float64) ** 2
+    loud = np.flatnonzero(squares >= 0.999 * threshold_power)
+    limit = int(loud[-1]) if loud.size else 0
+    return limit, float(squares[limit + 1]) if limit < 127 else 0.0
+
+
 
 
 class Mixer:
@@ -293,21 +302,33 @@ class Mixer:
         active = self._active[:n]
         has_input = self._has_input[:n]
 
-        # 1. power of every leg straight from its codes (a table of summed squares per pair of
-        #    codes), so silent legs are never decoded; gain scales power by gain^2
-        pairs = payload.view(np.uint16)
-        pair_power = self._pair_power[:n]
-        np.take(_PAIR_POWER[Codec.PCMU], pairs, out=pair_power, mode="clip")
+        # 1. screen: a leg none of whose codes reaches the threshold magnitude is quiet (its mean
+        #    square is at most its peak squared), so it is neither decoded nor measured; legs
+        #    still talking (hangover) or with a gain are always measured
+        measure = self._measure_mask(layout, payload, has_input)
+        measured = layout.by_room[measure[layout.by_room]]
+        count = measured.size
+        codes = self._codes[:count]
+        np.take(payload, measured, axis=0, out=codes)
+        decoded = self._decoded[:count]
+        np.take(ULAW_PAIR_DECODE, codes.view(np.uint16), out=decoded.view(np.uint32))
         if layout.alaw_slots.size:
-            pair_power[layout.alaw_slots] = _PAIR_POWER[Codec.PCMA][pairs[layout.alaw_slots]]
+            alaw_measured = np.flatnonzero(layout.is_alaw[measured])
+            if alaw_measured.size:
+                decoded[alaw_measured] = ALAW_DECODE[codes[alaw_measured]]
+
+        # 2. power of the measured legs (exact sum of squares in float32), gain^2 scales it;
+        #    screened legs get their bound, legs without a packet count as silent
         power = self._power[:n]
-        np.matmul(pair_power, self._ones, out=power)
-        np.multiply(power, has_input, out=power)
-        power *= np.float32(1.0 / samples)
+        np.multiply(has_input, layout.quiet_power, out=power)
+        floats = self._floats[:count]
+        np.copyto(floats, decoded)
+        measured_power = self._measured_power[:count]
+        np.einsum("ij,ij->i", floats, floats, out=measured_power)
+        measured_power *= np.float32(1.0 / samples)
+        power[measured] = measured_power
         if layout.gain_slots.size:
             power[layout.gain_slots] *= layout.gain_values * layout.gain_values
-
-        # 2. voice-activity gate
         vad = self._vad.update_power(power, active)
 
         relay = layout.relay_partner >= 0
@@ -317,20 +338,14 @@ class Mixer:
             relay, mixable, hears_room = self._suspend_relay(layout, relay)
         feed = vad.gate & mixable & has_input
 
-        # 3. decode only the talkers (sorted by room) into rows 0..T-1 of _pcm, apply gains;
-        #    room announcements follow as virtual talkers (owner -1)
-        feeders = layout.by_room[feed[layout.by_room]]
+        # 3. the talkers (sorted by room, a subset of the measured legs: a screened leg is never
+        #    loud) go to rows 0..T-1 of _pcm, gains applied; room announcements follow as
+        #    virtual talkers (owner -1)
+        feeding = feed[measured]
+        feeders = measured[feeding]
         talkers = feeders.size
-        codes = self._codes[:talkers]
-        np.take(payload, feeders, axis=0, out=codes)
         contribution = self._pcm[:talkers]
-        np.take(
-            _PAIR_DECODE[Codec.PCMU], codes.view(np.uint16), out=contribution.view(np.uint32),
-            mode="clip",
-        )
-        alaw_feeders = np.flatnonzero(layout.is_alaw[feeders])
-        if alaw_feeders.size:
-            contribution[alaw_feeders] = ALAW_DECODE[codes[alaw_feeders]]
+        np.compress(feeding, decoded, axis=0, out=contribution)
         if layout.gain_slots.size:
             gained = np.flatnonzero(self._gain[feeders] != 1.0)
             if gained.size:
@@ -435,6 +450,33 @@ class Mixer:
 
     # ------------------------------------------------------------------------------ helpers
 
+    def _measure_mask(
+        self, layout: _Layout, payload: npt.NDArray[np.uint8], has_input: BoolArray
+    ) -> BoolArray:
+        """Legs with input that may be loud (a code reaches the threshold magnitude), that are
+        still talking (their hangover keeps them in the mix), or that are always measured."""
+        n = payload.shape[0]
+        masked = self._masked[:n]
+        loud_code = self._loud_code[:n]
+        if layout.alaw_slots.size:
+            np.bitwise_xor(payload, layout.screen_key, out=masked)
+            np.bitwise_and(masked, 0x7F, out=masked)
+            np.less_equal(masked, layout.screen_limit, out=loud_code)
+        else:  # all mu-law: one key and one limit
+            np.bitwise_and(payload, 0x7F, out=masked)
+            np.less_equal(masked, layout.screen_limit[0, 0] if n else 0, out=loud_code)
+        measure = self._any_loud[:n]
+        samples = self.config.samples
+        if samples % 8 == 0:  # any() over 8 bytes at a time
+            np.logical_or.reduce(loud_code.view(np.uint64), axis=1, out=measure)
+        else:
+            np.logical_or.reduce(loud_code, axis=1, out=measure)
+        measure |= self._vad.talking[:n]
+        measure |= layout.always_measure
+        measure &= has_input
+        return measure
+
+
     def _mix_bucket(
         self,
         *,
@@ -477,7 +519,7 @@ class Mixer:
         np.copyto(block16, block32, casting="unsafe")
         talkers = width * nrooms
         out = self._out[cursor : cursor + talkers].reshape(width, nrooms, samples)
-        np.take(ULAW_ENCODE, block16.view(np.uint16), out=out, mode="clip")
+        np.take(ULAW_ENCODE, block16.view(np.uint16), out=out)
         real = owner >= 0
         slots = owner[real]
         flat = np.flatnonzero(real.ravel())
@@ -498,7 +540,7 @@ class Mixer:
             wanted = np.flatnonzero(need[law, rooms])
             if wanted.size:
                 target = self._out[cursor : cursor + wanted.size]
-                np.take(table, shared16[wanted].view(np.uint16), out=target, mode="clip")
+                np.take(table, shared16[wanted].view(np.uint16), out=target)
                 shared_rows[law, rooms[wanted]] = np.arange(cursor, cursor + wanted.size)
                 cursor += wanted.size
         return cursor
@@ -526,7 +568,7 @@ class Mixer:
         np.clip(frames, _INT16_MIN, _INT16_MAX, out=frames)
         frames16 = frames.astype(np.int16)
         target = self._out[cursor : cursor + slots.size]
-        np.take(ULAW_ENCODE, frames16.view(np.uint16), out=target, mode="clip")
+        np.take(ULAW_ENCODE, frames16.view(np.uint16), out=target)
         alaw = layout.is_alaw[slots]
         if alaw.any():
             target[alaw] = ALAW_ENCODE[frames16[alaw].view(np.uint16)]
@@ -603,6 +645,13 @@ class Mixer:
                 relay_partner[second[ok]] = first[ok]
         relay = relay_partner >= 0
         gain_slots = np.flatnonzero(active & (self._gain[:n] != 1.0))
+        vad = self.config.vad
+        threshold_power = FULL_SCALE_POWER * 10.0 ** (vad.threshold_dbov / 10.0)
+        screen = {codec: screen_limit(codec, threshold_power) for codec in Codec}
+        law = np.where(is_alaw, 1, 0)
+        always_measure = active & (self._gain[:n] != 1.0)
+        if vad.adaptive:  # the noise floor follows every leg's exact level
+            always_measure = active.copy()
         return _Layout(
             room_index=room_index,
             rooms=int(room_ids.size),
@@ -617,6 +666,10 @@ class Mixer:
             silence_rows=np.where(
                 is_alaw, SILENCE_ROW[Codec.PCMA], SILENCE_ROW[Codec.PCMU]
             ).astype(np.intp),
+            screen_key=np.array([SCREEN_KEY[c] for c in Codec], np.uint8)[law][:, None],
+            screen_limit=np.array([screen[c][0] for c in Codec], np.uint8)[law][:, None],
+            quiet_power=np.array([screen[c][1] for c in Codec], np.float32)[law],
+            always_measure=always_measure,
         )
 
     def _grow(self, capacity: int) -> None:
@@ -637,9 +690,13 @@ class Mixer:
         self._pcm = np.zeros((2 * capacity + 1, samples), dtype=np.int16)
         self._zero_row = 2 * capacity
         self._codes = np.zeros((capacity, samples), dtype=np.uint8)
-        self._pair_power = np.zeros((capacity, samples // 2), dtype=np.float32)
+        self._decoded = np.zeros((capacity, samples), dtype=np.int16)
+        self._floats = np.zeros((capacity, samples), dtype=np.float32)
+        self._masked = np.zeros((capacity, samples), dtype=np.uint8)
+        self._loud_code = np.zeros((capacity, samples), dtype=np.bool_)
+        self._any_loud = np.zeros(capacity, dtype=np.bool_)
+        self._measured_power = np.zeros(capacity, dtype=np.float32)
         self._power = np.zeros(capacity, dtype=np.float32)
-        self._ones = np.ones(samples // 2, dtype=np.float32)
         # a padded bucket holds at most 2x the talkers (+ announcements)
         self._scratch16 = np.zeros((4 * capacity + 2) * samples, dtype=np.int16)
         self._scratch32 = np.zeros((4 * capacity + 2) * samples, dtype=np.int32)

@@ -99,6 +99,11 @@ class Vad:
     def capacity(self) -> int:
         return self._capacity
 
+    @property
+    def talking(self) -> npt.NDArray[np.bool_]:
+        """Per leg: talking after the last update (a view; do not write)."""
+        return self._talking
+
     def resize(self, capacity: int) -> None:
         """Grow (or shrink) the per-leg state, keeping the state of the first legs."""
         self._talking = _grown(self._talking, capacity, 0)
