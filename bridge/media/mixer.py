@@ -152,7 +152,7 @@ def screen_limit(codec: Codec, threshold_power: float) -> tuple[int, float]:
     bound, so it is provably quieter than the threshold (the 0.1 % margin dwarfs float32 error).
     """
     squares = screen_magnitudes(codec).astype(np.float64) ** 2
-    loud = np.flatnonzero(squares >= 0.999 * threshold_power)
+    loud = np.nonzero(squares >= 0.999 * threshold_power)[0]
     limit = int(loud[-1]) if loud.size else 0
     return limit, float(squares[limit + 1]) if limit < 127 else 0.0
 
@@ -313,7 +313,7 @@ class Mixer:
         decoded = self._decoded[:count]
         np.take(ULAW_PAIR_DECODE, codes.view(np.uint16), out=decoded.view(np.uint32))
         if layout.alaw_slots.size:
-            alaw_measured = np.flatnonzero(layout.is_alaw[measured])
+            alaw_measured = np.nonzero(layout.is_alaw[measured])[0]
             if alaw_measured.size:
                 decoded[alaw_measured] = ALAW_DECODE[codes[alaw_measured]]
 
@@ -347,7 +347,7 @@ class Mixer:
         contribution = self._pcm[:talkers]
         np.compress(feeding, decoded, axis=0, out=contribution)
         if layout.gain_slots.size:
-            gained = np.flatnonzero(self._gain[feeders] != 1.0)
+            gained = np.nonzero(self._gain[feeders] != 1.0)[0]
             if gained.size:
                 factor = self._gain[feeders[gained]][:, None]
                 scaled = np.rint(contribution[gained] * factor)
@@ -383,13 +383,13 @@ class Mixer:
             has_total = np.zeros(layout.rooms, dtype=np.bool_)
 
         if owners.size:
-            change = np.flatnonzero(feeder_rooms[1:] != feeder_rooms[:-1]) + 1
+            change = np.nonzero(feeder_rooms[1:] != feeder_rooms[:-1])[0] + 1
             starts = np.concatenate(([0], change))
             counts = np.diff(np.append(starts, owners.size))
             buckets = np.ceil(np.log2(counts)).astype(np.intp)
             low, high = int(buckets.min()), int(buckets.max())
             for bucket in [low] if low == high else np.unique(buckets).tolist():
-                chosen = np.flatnonzero(buckets == bucket)
+                chosen = np.nonzero(buckets == bucket)[0]
                 cursor = self._mix_bucket(
                     layout=layout,
                     owners=owners,
@@ -412,7 +412,7 @@ class Mixer:
         rows[deaf_or_relay] = layout.silence_rows[deaf_or_relay]
 
         # 5. two-party relay: copy the partner's payload bytes (no decode, no encode)
-        relayed = np.flatnonzero(relay)
+        relayed = np.nonzero(relay)[0]
         if relayed.size:
             partners = layout.relay_partner[relayed]
             fresh = self._has_input[partners]
@@ -522,7 +522,7 @@ class Mixer:
         np.take(ULAW_ENCODE, block16.view(np.uint16), out=out)
         real = owner >= 0
         slots = owner[real]
-        flat = np.flatnonzero(real.ravel())
+        flat = np.nonzero(real.ravel())[0]
         alaw = layout.is_alaw[slots]
         if alaw.any():
             flat_a = flat[alaw]
@@ -537,7 +537,7 @@ class Mixer:
         np.clip(total, _INT16_MIN, _INT16_MAX, out=total)
         np.copyto(shared16, total, casting="unsafe")
         for law, table in ((0, ULAW_ENCODE), (1, ALAW_ENCODE)):
-            wanted = np.flatnonzero(need[law, rooms])
+            wanted = np.nonzero(need[law, rooms])[0]
             if wanted.size:
                 target = self._out[cursor : cursor + wanted.size]
                 np.take(table, shared16[wanted].view(np.uint16), out=target)
@@ -556,7 +556,7 @@ class Mixer:
         cursor: int,
     ) -> int:
         """Give each leg with a private prompt its own frame: what it hears plus the prompt."""
-        slots = np.flatnonzero(self._has_private[: self._count] & self._active[: self._count])
+        slots = np.nonzero(self._has_private[: self._count] & self._active[: self._count])[0]
         if not slots.size:
             return cursor
         rooms = layout.room_index[slots]
@@ -583,7 +583,7 @@ class Mixer:
         prompted = np.zeros(layout.rooms, dtype=np.bool_)
         prompted[layout.room_index[self._has_private[:n] & self._active[:n]]] = True
         for room in self._broadcast:
-            members = np.flatnonzero(self._active[:n] & (self._room[:n] == room))
+            members = np.nonzero(self._active[:n] & (self._room[:n] == room))[0]
             prompted[layout.room_index[members]] = True
         suspended = relay & prompted[layout.room_index]
         if not suspended.any():
@@ -601,7 +601,7 @@ class Mixer:
         extra_rooms: list[int] = []
         next_row = positions.size
         for room, frame in self._broadcast.items():
-            members = np.flatnonzero(self._active[:n] & (self._room[:n] == room))
+            members = np.nonzero(self._active[:n] & (self._room[:n] == room))[0]
             if not members.size:
                 continue
             self._pcm[next_row] = frame
@@ -620,7 +620,7 @@ class Mixer:
     def _build_layout(self) -> _Layout:
         n = self._count
         active = self._active[:n]
-        slots = np.flatnonzero(active)
+        slots = np.nonzero(active)[0]
         room_index = np.zeros(n, dtype=np.intp)
         room_ids, inverse, sizes = np.unique(
             self._room[slots], return_inverse=True, return_counts=True
@@ -632,7 +632,7 @@ class Mixer:
 
         relay_partner = np.full(n, -1, dtype=np.intp)
         if self.config.relay_two_party:
-            pair_rooms = np.flatnonzero(sizes == 2)
+            pair_rooms = np.nonzero(sizes == 2)[0]
             if pair_rooms.size:
                 starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))[pair_rooms]
                 first, second = by_room[starts], by_room[starts + 1]
@@ -644,7 +644,7 @@ class Mixer:
                 relay_partner[first[ok]] = second[ok]
                 relay_partner[second[ok]] = first[ok]
         relay = relay_partner >= 0
-        gain_slots = np.flatnonzero(active & (self._gain[:n] != 1.0))
+        gain_slots = np.nonzero(active & (self._gain[:n] != 1.0))[0]
         vad = self.config.vad
         threshold_power = FULL_SCALE_POWER * 10.0 ** (vad.threshold_dbov / 10.0)
         screen = {codec: screen_limit(codec, threshold_power) for codec in Codec}
@@ -660,7 +660,7 @@ class Mixer:
             mixable=active & ~self._muted[:n] & ~relay,
             hears_room=active & ~self._deaf[:n] & ~relay,
             is_alaw=is_alaw,
-            alaw_slots=np.flatnonzero(is_alaw),
+            alaw_slots=np.nonzero(is_alaw)[0],
             gain_slots=gain_slots,
             gain_values=self._gain[gain_slots].copy(),
             silence_rows=np.where(

@@ -192,8 +192,8 @@ class Vad:
         else:
             np.copyto(gate, talking)
         changed = talking ^ was_talking
-        started = np.flatnonzero(changed & talking)
-        stopped = np.flatnonzero(changed & was_talking)
+        started = np.nonzero(changed & talking)[0]
+        stopped = np.nonzero(changed & was_talking)[0]
         return VadResult(
             talking=talking, gate=gate, level_dbov=level, started=started, stopped=stopped
         )
