@@ -54,6 +54,7 @@ async def _ramp(tmp_path: Path, rates: tuple[int, ...], seconds: int) -> dict[st
     return {"sustained_calls_per_s": sustained, "steps": steps}
 
 
+@pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
 def test_sustained_call_rate(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
     require_binary("sipp")
     if benchmark.disabled:
