@@ -1,0 +1,672 @@
+"""Dial-in conferences: the ``CallController`` that runs the IVR and the rooms in use.
+
+:class:`ConferenceController` plugs into :class:`~bridge.runtime.app.BridgeApp`:
+
+* ``offered``: the Request-URI is normalised to E.164 (``numbers.normalize_request_user``,
+  with ``ControllerConfig.default_country`` for national spellings) and looked up in the
+  store's access numbers. Unknown (or not a number at all): rejection ``unknown_number`` is
+  recorded and the INVITE is answered 404. Otherwise the call is answered.
+* ``answered``: the leg (alone in its room ``leg:<call>``) runs the dial-in script
+  ``bridge.ivr.flows.dial_in`` over a :class:`LegChannel`, in the access number's language.
+* Joining (``ConferenceAccess.join``): one domain ``Conference`` per room in use (several
+  rooms in parallel), opened by the first caller and dropped when the last leg leaves (an
+  ended conference too, so the room can be dialled into again at once). Each opening gets a
+  media room ``conf:<room id>:<n>``. A caller admitted to the conference: the join tone
+  plays privately to every leg already in the media room (never to the joiner), the leg
+  moves into the media room, and its call record is opened (committed before the script
+  goes on). A caller held for the moderator stays in its own room with hold music and its
+  record open; the moderator's arrival (``WaitingEnded``) moves it in.
+* Leaving: a hangup leaves the domain with ``hangup``; the leave tone plays to the room
+  (``play_room``, the leaver is gone already); the call record is closed with the reason.
+* In the conference every key goes to the leg's ``Keypad`` (``*0`` help ... ``*7`` end);
+  keys never reach the others (the engine keeps them out of the mix). Before the leg is in
+  the media room keys go to the IVR.
+
+Effects of the domain events (``P:`` a prompt private to a leg, in the leg's language;
+``R:`` a room-wide announcement in the room's language):
+
+=========================  ===================================================================
+ParticipantMuted/Unmuted   engine.set_muted; P: ``you_are_muted`` / ``you_are_unmuted`` to it
+ParticipantDeafened/...    engine.set_deaf
+AllOthersMuted/Unmuted     engine.set_muted for each changed leg and P: ``you_are_muted`` /
+                           ``you_are_unmuted`` to each; P: ``all_muted`` / ``all_unmuted``
+                           to the moderator
+ConferenceLocked/Unlocked  R: ``conference_now_locked`` / ``conference_now_unlocked``
+HelpRequested              P: ``help_participant`` / ``help_moderator``
+ParticipantCountReported   P: ``only_participant`` / ``there_is_one`` / ``there_are`` N
+                           ``participants`` (the others, the asker not counted)
+CommandRefused             P: ``not_allowed`` when not a moderator (nothing otherwise)
+UnknownSequence (keypad)   P: ``invalid_choice``
+ParticipantLeft kicked     the leg moves out to its own room, record closed ``kicked``,
+                           leave tone R, P: ``participant_removed`` to the moderator,
+                           P: ``you_were_removed`` to the leg, then BYE
+ConferenceEnded            records closed ``conference_ended``, R: ``conference_ended``
+                           (P: to held legs), then BYE to every leg
+=========================  ===================================================================
+
+Clocks: the conference domain and the store take UTC epoch seconds (``time.time()``), the
+keypad and the channels the loop's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bridge.conference import events as ev
+from bridge.conference.commands import Command
+from bridge.conference.enums import Admission, Language, LeaveReason, Role
+from bridge.conference.keypad import Keypad, KeypadTimers, UnknownSequence
+from bridge.conference.model import Conference, Room
+from bridge.conference.model import Leg as ConferenceLeg
+from bridge.conference.numbers import NumberError, normalize_request_user
+from bridge.conference.pins import DEFAULT_PIN_POLICY, PinPolicy, caller_source, failures_exhausted
+from bridge.ivr.flows import (
+    Collected,
+    CollectEnd,
+    CollectSpec,
+    IvrOutcome,
+    IvrTimers,
+    dial_in,
+)
+from bridge.media.engine import LegDigitReceived, MediaEngine, MediaEvent, PromptFinished
+from bridge.media.prompts import Clip, PromptError, PromptLibrary, load_clip
+from bridge.media.tones import join_tone, leave_tone
+from bridge.sip.events import CallOffered
+from bridge.store.base import AccessNumber, RejectionReason, Store
+
+if TYPE_CHECKING:
+    from bridge.runtime.app import BridgeApp
+    from bridge.runtime.app import Leg as AppLeg
+
+__all__ = ["ConferenceController", "ControllerConfig", "LegChannel"]
+
+log = logging.getLogger("bridge.conference")
+
+SAMPLE_RATE = 8000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerConfig:
+    """Tuning of the dial-in service.
+
+    ``node_id`` names this process in the call records (crash recovery closes its open
+    records at the next start). ``trusted_networks`` are trunks whose From identifies the
+    caller (PIN failures are then counted per caller number, see ``pins.caller_source``).
+    ``prompt_grace`` is added to a goodbye prompt's length before the BYE goes out anyway.
+    """
+
+    node_id: str
+    ivr: IvrTimers = field(default_factory=IvrTimers)
+    keypad: KeypadTimers = field(default_factory=KeypadTimers)
+    pin_policy: PinPolicy = DEFAULT_PIN_POLICY
+    default_country: str | None = None
+    trusted_networks: tuple[str, ...] = ()
+    prompt_grace: float = 5.0
+    offer_ttl: float = 60.0  # forget an offered call that was never answered after this
+
+
+def _seconds(clips: Sequence[Clip]) -> float:
+    return sum(int(c.shape[0]) for c in clips) / SAMPLE_RATE
+
+
+class LegChannel:
+    """``flows.Channel`` for one leg: prompts through the media engine, keys from its
+    ``LegDigitReceived`` events, completion from its ``PromptFinished`` events."""
+
+    def __init__(self, app: BridgeApp, call: str) -> None:
+        self._app = app
+        self._call = call
+        self._keys: deque[str] = deque()
+        self._wake: asyncio.Future[None] | None = None
+
+    @property
+    def _engine(self) -> MediaEngine:
+        return self._app.media.engine
+
+    # -- fed by the controller
+    def key_pressed(self, key: str) -> None:
+        self._keys.append(key)
+        self._poke()
+
+    def prompt_finished(self) -> None:
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _wait(self, timeout: float | None) -> bool:
+        """Sleep until a key or a prompt completion arrives; False on timeout."""
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._wake, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._wake = None
+        return True
+
+    # -- Channel
+    async def play(self, clips: Sequence[Clip], *, barge_in: bool = True) -> bool:
+        if barge_in and self._keys:
+            return False
+        engine = self._engine
+        if self._call not in engine:
+            return True
+        ticket = engine.play(self._call, clips)
+        while engine.prompt_count(self._call) < ticket:
+            if barge_in and self._keys:
+                engine.stop_prompts(self._call)
+                return False
+            await self._wait(None)
+        return True
+
+    async def collect(self, spec: CollectSpec) -> Collected:
+        loop = asyncio.get_running_loop()
+        digits = ""
+        deadline = loop.time() + spec.first_timeout
+        while True:
+            if self._keys:
+                key = self._keys.popleft()
+                if key == spec.terminator:
+                    return Collected(digits=digits, end=CollectEnd.TERMINATOR)
+                digits += key
+                if len(digits) >= spec.max_digits:
+                    return Collected(digits=digits, end=CollectEnd.MAX_DIGITS)
+                deadline = loop.time() + spec.inter_timeout
+                continue
+            left = deadline - loop.time()
+            if left <= 0 or not await self._wait(left):
+                return Collected(digits=digits, end=CollectEnd.TIMEOUT)
+
+    def hold(self, clip: Clip) -> None:
+        if self._call in self._engine:
+            self._engine.play(self._call, [clip], loop=True)
+
+    def stop_prompts(self) -> None:
+        self._engine.stop_prompts(self._call)
+        self._keys.clear()
+
+    def hang_up(self) -> None:
+        if self._call in self._app.legs:
+            self._app.hangup(self._call)
+
+
+@dataclass(eq=False, slots=True)
+class _Active:
+    """A room in use: the domain conference and its media room."""
+
+    conference: Conference
+    media_room: str
+
+    @property
+    def room(self) -> Room:
+        return self.conference.room
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    leg: AppLeg
+    number: AccessNumber
+    source: str
+    channel: LegChannel
+    language: Language
+    task: asyncio.Task[None] | None = None
+    room_id: int | None = None  # the conference the leg is in (domain)
+    in_room: bool = False  # its media is in the conference's media room
+    keypad: Keypad | None = None
+    record: asyncio.Task[int] | None = None
+    released: asyncio.Future[bool] | None = None
+
+
+class _CallAccess:
+    """``flows.ConferenceAccess`` bound to one call."""
+
+    def __init__(self, controller: ConferenceController, call: _Call) -> None:
+        self._c = controller
+        self._call = call
+
+    async def failures_exhausted(self) -> bool:
+        return await failures_exhausted(self._c.store, self._call.source, time.time(),
+                                        self._c.config.pin_policy)
+
+    async def find_pin(self, pin: str) -> tuple[Room, Role] | None:
+        found = await self._c.store.find_room_by_pin(pin)
+        bound = self._call.number.room_id
+        if found is not None and bound is not None and found[0].id != bound:
+            return None  # a number bound to a room takes only that room's PINs
+        return found
+
+    async def reject(self, reason: RejectionReason, room: Room | None) -> None:
+        await self._c.record_rejection(self._call, reason, room)
+
+    def admission(self, room: Room, role: Role) -> Admission:
+        active = self._c.active.get(room.id)
+        conference = active.conference if active is not None else Conference.open(room)
+        return conference.admit(role, time.time())
+
+    def others(self, room: Room) -> int:
+        active = self._c.active.get(room.id)
+        return active.conference.count if active is not None else 0
+
+    def intro(self, room: Room) -> Clip | None:
+        return self._c.intro(room)
+
+    async def join(self, room: Room, role: Role, language: Language) -> Admission:
+        admission = self._c.join(self._call, room, role, language)
+        if self._call.record is not None:
+            # committed before the script goes on; a failure is logged by the task itself
+            await asyncio.wait([self._call.record])
+        return admission
+
+    async def released(self) -> bool:
+        if self._call.released is None:
+            return False
+        return await self._call.released
+
+
+class ConferenceController:
+    """The dial-in service (see the module docstring for every prompt and decision)."""
+
+    def __init__(self, store: Store, config: ControllerConfig,
+                 prompts: PromptLibrary | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.prompts = prompts if prompts is not None else PromptLibrary()
+        self.active: dict[int, _Active] = {}
+        self.calls: dict[str, _Call] = {}
+        self.outcomes: dict[str, IvrOutcome] = {}  # last IVR outcome per call (diagnostics)
+        self._offers: dict[str, tuple[AccessNumber, str, float]] = {}
+        self._app: BridgeApp | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._room_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._intros: dict[str, Clip] = {}
+        self._generation = itertools.count(1)
+        self._trusted = [ipaddress.ip_network(n, strict=False)
+                         for n in config.trusted_networks]
+
+    # -- CallController ------------------------------------------------------------------------
+
+    async def offered(self, app: BridgeApp, offered: CallOffered) -> int | None:
+        self._app = app
+        now = time.monotonic()
+        for call, (_, _, at) in list(self._offers.items()):
+            if now - at > self.config.offer_ttl:
+                del self._offers[call]
+        source = self._source(offered.from_uri, offered.source)
+        try:
+            dialed = normalize_request_user(offered.request_uri, self.config.default_country)
+        except NumberError:
+            dialed = None
+        number = await self.store.lookup_access_number(dialed) if dialed else None
+        if number is None:
+            log.info("call %s to %s: unknown access number, 404", offered.call,
+                     offered.request_uri)
+            await self.store.record_rejection(
+                at=time.time(), number_dialed=dialed or (offered.user or ""),
+                caller=offered.from_uri, source=source,
+                reason=RejectionReason.UNKNOWN_NUMBER, node_id=self.config.node_id)
+            return 404
+        self._offers[offered.call] = (number, source, now)
+        return None
+
+    def answered(self, app: BridgeApp, leg: AppLeg) -> None:
+        self._app = app
+        if leg.outbound:
+            return
+        offer = self._offers.pop(leg.call, None)
+        if offer is None:
+            app.hangup(leg.call)
+            return
+        number, source, _ = offer
+        call = _Call(leg=leg, number=number, source=source, channel=LegChannel(app, leg.call),
+                     language=number.language)
+        self.calls[leg.call] = call
+        task = asyncio.get_running_loop().create_task(self._run(call))
+        call.task = task
+        task.add_done_callback(functools.partial(self._flow_done, call))
+
+    def ended(self, app: BridgeApp, leg: AppLeg, reason: str) -> None:
+        call = self.calls.get(leg.call)
+        if call is None:
+            return
+        if call.task is not None:
+            call.task.cancel()
+        if call.released is not None and not call.released.done():
+            call.released.cancel()
+        if call.room_id is not None:
+            active = self.active.get(call.room_id)
+            if active is not None:
+                self._apply(active, active.conference.leave(leg.call, LeaveReason.HANGUP,
+                                                            time.time()))
+        del self.calls[leg.call]
+
+    def media_event(self, app: BridgeApp, event: MediaEvent) -> None:
+        match event:
+            case LegDigitReceived(leg=leg_id, digit=digit):
+                call = self.calls.get(leg_id)
+                if call is None:
+                    return
+                if call.in_room and call.keypad is not None:
+                    self._keypad(call, call.keypad, digit)
+                else:
+                    call.channel.key_pressed(digit)
+            case PromptFinished(target=target, count=count):
+                if target.startswith("room:"):
+                    self._room_prompt_finished(target[5:], count)
+                else:
+                    call = self.calls.get(target)
+                    if call is not None:
+                        call.channel.prompt_finished()
+            case _:
+                pass
+
+    # -- the IVR -------------------------------------------------------------------------------
+
+    async def _run(self, call: _Call) -> None:
+        outcome = await dial_in(call.channel, _CallAccess(self, call), self.prompts,
+                                language=call.number.language, timers=self.config.ivr,
+                                policy=self.config.pin_policy)
+        self.outcomes[call.leg.call] = outcome
+        log.info("call %s from %s: IVR %s", call.leg.call, call.leg.caller, outcome.value)
+
+    def _flow_done(self, call: _Call, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("IVR of call %s failed; hanging up", call.leg.call, exc_info=exc)
+            call.channel.hang_up()
+
+    async def record_rejection(self, call: _Call, reason: RejectionReason,
+                               room: Room | None) -> None:
+        await self.store.record_rejection(
+            at=time.time(), number_dialed=call.number.number, caller=call.leg.caller,
+            source=call.source, reason=reason, node_id=self.config.node_id,
+            room_id=None if room is None else room.id)
+
+    def intro(self, room: Room) -> Clip | None:
+        if not room.intro_path:
+            return None
+        clip = self._intros.get(room.intro_path)
+        if clip is None:
+            try:
+                clip = load_clip(Path(room.intro_path))
+            except PromptError as exc:
+                log.warning("room %s: intro not played: %s", room.id, exc)
+                return None
+            self._intros[room.intro_path] = clip
+        return clip
+
+    def _source(self, from_uri: str, addr: tuple[str, int]) -> str:
+        host = addr[0]
+        trusted = False
+        with contextlib.suppress(ValueError):
+            trusted = any(ipaddress.ip_address(host) in n for n in self._trusted)
+        caller = ""
+        if trusted:
+            try:
+                caller = normalize_request_user(from_uri, self.config.default_country)
+            except NumberError:
+                caller = ""
+        address = f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+        return caller_source(caller or None, address, trusted)
+
+    # -- conferences ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> MediaEngine:
+        assert self._app is not None
+        return self._app.media.engine
+
+    def join(self, call: _Call, room: Room, role: Role, language: Language) -> Admission:
+        """Domain join plus its effects; opens the conference if the room is not in use."""
+        now = time.time()
+        active = self.active.get(room.id)
+        if active is None:
+            active = _Active(conference=Conference.open(room),
+                             media_room=f"conf:{room.id}:{next(self._generation)}")
+        leg_id = call.leg.call
+        admission = active.conference.admit(role, now)
+        events = active.conference.join(
+            ConferenceLeg(leg_id=leg_id, role=role, language=language, joined_at=now,
+                          caller=call.leg.caller, dialed=call.number.number,
+                          source=call.source), now)
+        if not admission.enters:
+            return admission
+        self.active[room.id] = active
+        call.room_id = room.id
+        call.language = language
+        call.keypad = Keypad(leg_id, self.config.keypad)
+        if admission is Admission.WAIT_FOR_MODERATOR:
+            call.released = asyncio.get_running_loop().create_future()
+        call.record = self._spawn(self._open_record(call, room, role, now))
+        self._apply(active, events)
+        return admission
+
+    async def _open_record(self, call: _Call, room: Room, role: Role, now: float) -> int:
+        return await self.store.open_call_record(
+            room_id=room.id, leg_id=call.leg.call, number_dialed=call.number.number,
+            caller=call.leg.caller, source=call.source, role=role, language=call.language,
+            joined_at=now, node_id=self.config.node_id)
+
+    async def _close_record(self, record: asyncio.Task[int], reason: LeaveReason,
+                            at: float) -> None:
+        record_id = await asyncio.shield(record)
+        await self.store.close_call_record(record_id, left_at=at, reason=reason)
+
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("conference task failed", exc_info=task.exception())
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait for pending store writes (call records) before the store is closed."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    def _keypad(self, call: _Call, keypad: Keypad, digit: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            out = keypad.press(digit, loop.time())
+        except ValueError:
+            return  # not a DTMF key
+        if out is None:
+            return
+        if isinstance(out, UnknownSequence):
+            self._say(call.leg.call, "invalid_choice")
+            return
+        self.command(call.room_id, out)
+
+    def command(self, room_id: int | None, command: Command) -> list[ev.Event]:
+        """Apply a command (keypad, web panel, CLI) to a room in use; returns its events."""
+        active = self.active.get(room_id) if room_id is not None else None
+        if active is None:
+            return []
+        events = active.conference.handle(command, time.time())
+        self._apply(active, events)
+        return events
+
+    # -- effects of domain events --------------------------------------------------------------
+
+    def _apply(self, active: _Active, events: list[ev.Event]) -> None:
+        ended: list[_Call] = []
+        for event in events:
+            match event:
+                case ev.ParticipantJoined(leg=leg_id, waiting=False):
+                    self._enter(active, leg_id, tone=True)
+                case ev.WaitingEnded(legs=legs):
+                    for leg_id in legs:
+                        self._enter(active, leg_id, tone=False)
+                        call = self.calls.get(leg_id)
+                        if call is not None and call.released is not None \
+                                and not call.released.done():
+                            call.released.set_result(True)
+                case ev.ParticipantLeft(leg=leg_id, reason=reason, at=at, by=by):
+                    call = self.calls.get(leg_id)
+                    was_in_room = call is not None and call.in_room
+                    if call is not None:
+                        self._left(call, reason, at)
+                    if reason is LeaveReason.CONFERENCE_ENDED:
+                        if call is not None:
+                            ended.append(call)
+                        continue
+                    if reason is LeaveReason.KICKED and call is not None:
+                        self._kicked(call, by)
+                    if was_in_room:
+                        self._room_say(active, [leave_tone()])
+                case ev.ParticipantMuted(leg=leg_id) | ev.ParticipantUnmuted(leg=leg_id):
+                    muted = isinstance(event, ev.ParticipantMuted)
+                    self._set_muted(leg_id, muted)
+                case ev.ParticipantDeafened(leg=leg_id) | ev.ParticipantUndeafened(leg=leg_id):
+                    if leg_id in self.engine:
+                        self.engine.set_deaf(leg_id, isinstance(event, ev.ParticipantDeafened))
+                case ev.AllOthersMuted(by=by, legs=legs) | ev.AllOthersUnmuted(by=by, legs=legs):
+                    muted = isinstance(event, ev.AllOthersMuted)
+                    for leg_id in legs:
+                        self._set_muted(leg_id, muted)
+                    self._say(by, "all_muted" if muted else "all_unmuted")
+                case ev.ConferenceLocked() | ev.ConferenceUnlocked():
+                    locked = isinstance(event, ev.ConferenceLocked)
+                    lang = active.room.language.value
+                    self._room_say(active, self.prompts.sequence(
+                        lang, "conference_now_locked" if locked else "conference_now_unlocked"))
+                case ev.HelpRequested(by=by, role=role):
+                    call = self.calls.get(by)
+                    if call is not None and by in self.engine:
+                        self.engine.play(by, self.prompts.help(
+                            call.language.value, moderator=role is Role.MODERATOR))
+                case ev.ParticipantCountReported(by=by, count=count):
+                    call = self.calls.get(by)
+                    if call is not None and by in self.engine:
+                        self.engine.play(by, self.prompts.participant_count(
+                            call.language.value, max(0, count - 1), joining=False))
+                case ev.CommandRefused(by=by, reason=ev.RefusalReason.NOT_MODERATOR):
+                    self._say(by, "not_allowed")
+                case ev.ConferenceEnded():
+                    self._conference_ended(active, ended)
+                case _:
+                    pass
+        if active.conference.count == 0 and self.active.get(active.room.id) is active:
+            del self.active[active.room.id]
+
+    def _enter(self, active: _Active, leg_id: str, *, tone: bool) -> None:
+        """Move a leg's media into the conference; the join tone to the others only."""
+        call = self.calls.get(leg_id)
+        engine = self.engine
+        if call is None or leg_id not in engine:
+            return
+        if not tone:
+            call.channel.stop_prompts()  # the hold music
+        else:
+            tone_clip = join_tone()
+            for other in sorted(engine.room_legs(active.media_room)):
+                engine.play(other, [tone_clip])
+        engine.move_leg(leg_id, active.media_room)
+        call.in_room = True
+
+    def _left(self, call: _Call, reason: LeaveReason, at: float) -> None:
+        call.room_id = None
+        call.keypad = None
+        if call.released is not None and not call.released.done():
+            call.released.set_result(False)
+        if call.record is not None:
+            self._spawn(self._close_record(call.record, reason, at))
+            call.record = None
+
+    def _kicked(self, call: _Call, by: str | None) -> None:
+        leg_id = call.leg.call
+        if call.task is not None:
+            call.task.cancel()
+        if leg_id in self.engine:
+            self.engine.stop_prompts(leg_id)
+            self.engine.move_leg(leg_id, call.leg.room)
+        call.in_room = False
+        if by is not None and by != leg_id:
+            self._say(by, "participant_removed")
+        self._spawn(self._say_then_hang_up(call, "you_were_removed"))
+
+    def _conference_ended(self, active: _Active, legs: list[_Call]) -> None:
+        if self.active.get(active.room.id) is active:
+            del self.active[active.room.id]
+        in_room = [c for c in legs if c.in_room]
+        for call in legs:
+            if call.task is not None:
+                call.task.cancel()
+            if not call.in_room:
+                if call.leg.call in self.engine:
+                    self.engine.stop_prompts(call.leg.call)
+                self._spawn(self._say_then_hang_up(call, "conference_ended"))
+        clips = self.prompts.sequence(active.room.language.value, "conference_ended")
+        self._spawn(self._room_say_then_hang_up(active, clips, in_room))
+
+    def _set_muted(self, leg_id: str, muted: bool) -> None:
+        if leg_id in self.engine:
+            self.engine.set_muted(leg_id, muted)
+        self._say(leg_id, "you_are_muted" if muted else "you_are_unmuted")
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def _say(self, leg_id: str, prompt_id: str) -> None:
+        """A private prompt in the leg's language (nothing for system actors or gone legs)."""
+        call = self.calls.get(leg_id)
+        if call is not None and leg_id in self.engine:
+            self.engine.play(leg_id, self.prompts.sequence(call.language.value, prompt_id))
+
+    def _room_say(self, active: _Active, clips: Sequence[Clip]) -> int | None:
+        if not self.engine.room_legs(active.media_room):
+            return None
+        return self.engine.play_room(active.media_room, clips)
+
+    def _room_prompt_finished(self, room: str, count: int) -> None:
+        waiters = self._room_waiters.get(room)
+        if not waiters:
+            return
+        for ticket, fut in waiters:
+            if count >= ticket and not fut.done():
+                fut.set_result(None)
+
+    async def _say_then_hang_up(self, call: _Call, prompt_id: str) -> None:
+        clips = self.prompts.sequence(call.language.value, prompt_id)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.channel.play(clips, barge_in=False),
+                                   _seconds(clips) + self.config.prompt_grace)
+        call.channel.hang_up()
+
+    async def _room_say_then_hang_up(self, active: _Active, clips: Sequence[Clip],
+                                     calls: list[_Call]) -> None:
+        ticket = self._room_say(active, clips)
+        name = active.media_room
+        if ticket is not None and self.engine.prompt_count(f"room:{name}") < ticket:
+            fut = asyncio.get_running_loop().create_future()
+            self._room_waiters.setdefault(name, []).append((ticket, fut))
+            try:
+                await asyncio.wait_for(fut, _seconds(clips) + self.config.prompt_grace)
+            except TimeoutError:
+                log.info("room %s: announcement not confirmed; hanging up anyway", name)
+            finally:
+                waiters = self._room_waiters.get(name, [])
+                if (ticket, fut) in waiters:
+                    waiters.remove((ticket, fut))
+                if not waiters:
+                    self._room_waiters.pop(name, None)
+        for call in calls:
+            call.channel.hang_up()
