@@ -3,8 +3,9 @@
 The SIP core (:class:`~bridge.sip.endpoint.SipEndpoint`) is sans-I/O; this module feeds it
 datagrams and timer expiries, sends what it returns, and turns its events into media legs:
 an offered call is answered with an SDP answer (RFC 3264) on a fresh RTP port pair and joins
-a room; a hangup removes the leg. Until the IVR routes callers, a call joins the room named
-by the Request-URI user.
+a room of its own; a hangup removes the leg. A ``CallController`` decides what happens to
+calls: ``serve`` runs the dial-in conferences (``bridge.runtime.conference``); without a
+controller a call joins the room named by the Request-URI user (``DirectRoomController``).
 """
 
 from __future__ import annotations
@@ -486,21 +487,37 @@ def serve(config: Config, *, log_level: str = "INFO") -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     async def main() -> int:
-        app = BridgeApp(config)
+        from bridge.media.prompts import PromptLibrary
+        from bridge.runtime.conference import ConferenceController, ControllerConfig
+        from bridge.store.sqlite import SqliteStore
+
+        config.db_path.parent.mkdir(parents=True, exist_ok=True)
+        store = await SqliteStore.open(config.db_path)
+        node_id = socket.gethostname()  # stable across restarts: crash recovery finds its records
+        interrupted = await store.close_interrupted(node_id, time.time())
+        if interrupted:
+            log.info("closed %d call record(s) left open by a previous run", interrupted)
+        controller = ConferenceController(store, ControllerConfig(node_id=node_id),
+                                          PromptLibrary(config.prompts_dir))
+        app = BridgeApp(config, controller)
         try:
-            host, port = await app.start()
-        except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", config.sip.listen_host,
-                      config.sip.listen_port, exc.strerror)
-            return 1
-        print(f"bridge: SIP on {host}:{port}; dial sip:ROOM@{app.endpoint.config.sent_by_host if app.endpoint else host}:{port}", flush=True)  # noqa: E501
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("shutting down: hanging up %d call(s)", len(app.legs))
-        await app.stop()
-        return 0
+            try:
+                host, port = await app.start()
+            except OSError as exc:
+                log.error("cannot listen on %s:%d: %s", config.sip.listen_host,
+                          config.sip.listen_port, exc.strerror)
+                return 1
+            print(f"bridge: SIP on {host}:{port}; dial sip:+NUMBER@{app.endpoint.config.sent_by_host if app.endpoint else host}:{port}", flush=True)  # noqa: E501
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("shutting down: hanging up %d call(s)", len(app.legs))
+            await app.stop()
+            return 0
+        finally:
+            await controller.drain()
+            await store.close()
 
     return asyncio.run(main())
