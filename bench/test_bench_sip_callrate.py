@@ -1,7 +1,8 @@
 """Call rate the bridge sustains against SIPp with zero failed calls (``sipp -r``).
 
 Each step places ``rate * STEP_SECONDS`` calls of 1 s at ``rate`` calls/s against a real
-``bridge serve`` process; the figure is the highest rate whose step had no failed call.
+``bridge serve`` process (to the demo access number: each call is answered and runs the IVR);
+the figure is the highest rate whose step had no failed call.
 With ``--benchmark-disable`` (CI) one small step runs, as a smoke test of the harness.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from bridge.admin import demo
 from tests.conftest import LOOPBACK, free_port, require_binary
 from tests.interop.peers import run_sipp
 
@@ -23,9 +25,11 @@ STEP_SECONDS = 4
 
 async def _ramp(tmp_path: Path, rates: tuple[int, ...], seconds: int) -> dict[str, object]:
     port = free_port()
+    db = tmp_path / "b.sqlite3"
+    number = await asyncio.to_thread(lambda: demo(db).number.number)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "serve", "--sip-listen", f"{LOOPBACK}:{port}",
-        "--rtp-ports", "40000-49999", "--db", str(tmp_path / "b.sqlite3"),
+        "--rtp-ports", "40000-49999", "--db", str(db),
         "--log-level", "WARNING",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
@@ -40,7 +44,7 @@ async def _ramp(tmp_path: Path, rates: tuple[int, ...], seconds: int) -> dict[st
             step_dir = tmp_path / f"rate{rate}"
             step_dir.mkdir()
             result = await run_sipp(
-                "uac_call.xml", f"{LOOPBACK}:{port}", tmp=step_dir, calls=calls,
+                "uac_call.xml", f"{LOOPBACK}:{port}", tmp=step_dir, calls=calls, service=number,
                 keys={"rtp_port": str(sink)}, pause_ms=1000, timeout=seconds * 3 + 20,
                 extra=["-r", str(rate), "-l", str(rate * 3)],
             )
