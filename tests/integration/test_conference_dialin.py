@@ -36,6 +36,7 @@ PINS = {
     "r1": ("48193726", "59284617"),
     "r2": ("73619482", "86150394"),
     "r3": ("24681357", "97531864"),
+    "r4": ("35792468", "64820571"),  # waits for the moderator
 }
 
 
@@ -117,7 +118,8 @@ async def rig(tmp_path: Path, short_prompts: Path) -> AsyncIterator[Rig]:
     for name, (ppin, mpin) in PINS.items():
         room = await store.create_room(account_id=account.id, name=name, participant_pin=ppin,
                                        moderator_pin=mpin,
-                                       max_participants=2 if name == "r3" else None)
+                                       max_participants=2 if name == "r3" else None,
+                                       wait_for_moderator=name == "r4")
         rooms[name] = room.id
     await store.add_access_number(number=NUMBER, country="DE", language=Language.DE)
     await store.add_access_number(number=BOUND_NUMBER, country="DE", language=Language.EN,
@@ -273,6 +275,25 @@ async def test_star7_ends_the_conference_for_everyone(rig: Rig) -> None:
     assert rig.rooms["r1"] not in rig.controller.active
     # the room can be used again at once
     await rig.join("r1", "+4915100000063")
+
+
+async def test_participants_wait_on_hold_until_the_moderator_arrives(rig: Rig) -> None:
+    caller = "+4915100000081"
+    call = await rig.phone.dial(NUMBER, caller)
+    await call.wait_answered()
+    await call.send_digits("2" + PINS["r4"][0] + "#")
+    await eventually(lambda: rig.records(caller), "record of the held participant")
+    leg = rig.leg_of(caller)
+    assert leg is not None
+    conference = rig.controller.active[rig.rooms["r4"]].conference
+    assert conference.legs[leg].waiting and not rig.in_room(caller)
+    assert rig.app.media.engine.room_legs(f"leg:{leg}") == {leg}  # alone with hold music
+
+    await rig.join("r4", "+4915100000082", moderator=True)
+    await until(lambda: rig.in_room(caller), "released into the conference")
+    moderator = rig.leg_of("+4915100000082")
+    assert rig.app.media.engine.room_legs(rig.media_room("r4")) == {leg, moderator}
+    assert not conference.legs[leg].waiting
 
 
 async def test_unknown_number_is_refused_with_404(rig: Rig) -> None:
