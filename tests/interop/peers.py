@@ -78,6 +78,10 @@ async def run_sipp(
     except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
+    except asyncio.CancelledError:  # the test is done with this call: leave no SIPp behind
+        proc.kill()
+        await proc.wait()
+        raise
     logs = ""
     for name in ("sipp_err.log", "sipp_msg.log"):
         path = tmp / name
