@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bridge.admin import demo
 from tests.conftest import LOOPBACK, free_port, rtp_port_block
 from tests.interop.peers import run_sipp
 
@@ -15,9 +16,11 @@ from tests.interop.peers import run_sipp
 async def test_sigterm_hangs_up_every_call_and_exits_0(tmp_path: Path) -> None:
     port = free_port()
     low, high = rtp_port_block()
+    db = tmp_path / "b.sqlite3"
+    number = (await asyncio.to_thread(demo, db)).number.number  # the calls wait in the IVR
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "serve", "--sip-listen", f"{LOOPBACK}:{port}",
-        "--rtp-ports", f"{low}-{high}", "--db", str(tmp_path / "b.sqlite3"),
+        "--rtp-ports", f"{low}-{high}", "--db", str(db),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -29,7 +32,7 @@ async def test_sigterm_hangs_up_every_call_and_exits_0(tmp_path: Path) -> None:
         calls = [
             asyncio.create_task(run_sipp(
                 "uac_wait_bye.xml", f"{LOOPBACK}:{port}", tmp=tmp_path / f"c{i}",
-                service=f"10{i}", keys={"rtp_port": str(free_port(even=True, span=2))},
+                service=number, keys={"rtp_port": str(free_port(even=True, span=2))},
                 timeout=25))
             for i in range(2)
         ]
