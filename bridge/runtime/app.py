@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from bridge.codecs.g711 import Codec
 from bridge.config import Config
 from bridge.media.engine import LegMedia, MediaEvent
+from bridge.runtime.admission import AdmissionRefused, admission_refusal
 from bridge.runtime.media import MediaRuntime
 from bridge.runtime.sip_transport import Addr, SipTransport
 from bridge.sdp.model import SdpError, SessionDescription, parse_sdp
@@ -113,6 +114,7 @@ class AppCounters:
     calls_offered: int = 0
     calls_answered: int = 0
     calls_rejected: int = 0
+    calls_refused_overload: int = 0  # 503 + Retry-After from admission control
     calls_ended: int = 0
     bad_messages: int = 0
 
@@ -165,6 +167,7 @@ class BridgeApp:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._admitting = 0  # calls past admission control, not answered yet
         self.media_listeners: list[Callable[[MediaEvent], None]] = []
         self.sip_listeners: list[Callable[[Event], None]] = []
         self.local: Addr = ("0.0.0.0", 0)
@@ -325,7 +328,32 @@ class BridgeApp:
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
 
+    def admission(self) -> AdmissionRefused | None:
+        """Whether a new call would be refused now (``[media]`` limits; see
+        :mod:`bridge.runtime.admission`)."""
+        media = self.config.media
+        return admission_refusal(
+            media,
+            participants=len(self.legs) + self._admitting,
+            recent_lateness=self.media.recent_lateness(media.lateness_window_ticks),
+        )
+
     async def _answer(self, offered: CallOffered) -> None:
+        """Admission control first (503 + Retry-After near capacity), then answer."""
+        refusal = self.admission()
+        if refusal is not None:
+            log.warning("call %s refused with %d: %s", offered.call, refusal.status,
+                        refusal.reason)
+            self.counters.calls_refused_overload += 1
+            self._reject(offered.call, refusal.status, headers=refusal.headers)
+            return
+        self._admitting += 1
+        try:
+            await self._answer_admitted(offered)
+        finally:
+            self._admitting -= 1
+
+    async def _answer_admitted(self, offered: CallOffered) -> None:
         endpoint = self.endpoint
         assert endpoint is not None and self._loop is not None
         call = offered.call
@@ -378,10 +406,11 @@ class BridgeApp:
         self._pump()
         self.controller.answered(self, leg)
 
-    def _reject(self, call: str, status: int) -> None:
+    def _reject(self, call: str, status: int,
+                headers: tuple[tuple[str, str], ...] = ()) -> None:
         assert self.endpoint is not None and self._loop is not None
         self.counters.calls_rejected += 1
-        self.endpoint.reject(call, status, self._loop.time())
+        self.endpoint.reject(call, status, self._loop.time(), headers=headers)
         self._pump()
 
     def _media_address(self, peer_host: str) -> str:

@@ -189,7 +189,10 @@ class MediaRuntime:
         now = self._loop.time()
         plan = self._clock.plan(now)
         if plan.run:
-            self.lateness[self.ticks % LATENESS_RING] = plan.lateness
+            # uvloop's loop.time() is cached per loop iteration in whole milliseconds: add the
+            # time since then from the monotonic clock (the same clock) so lateness is exact.
+            late = plan.lateness + (time.monotonic() - now)
+            self.lateness[self.ticks % LATENESS_RING] = max(0.0, late)
             self.ticks += 1
             wallclock = time.time()
             engine = self.engine
@@ -212,3 +215,15 @@ class MediaRuntime:
         """The most recent tick lateness values (seconds)."""
         n = min(self.ticks, LATENESS_RING)
         return self.lateness[:n].copy()
+
+    def recent_lateness(self, count: int) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
+        """The lateness (seconds) of the last ``count`` ticks, oldest first (at most the ring's
+        ``LATENESS_RING`` and the ticks run so far)."""
+        n = max(0, min(count, self.ticks, LATENESS_RING))
+        index = np.arange(self.ticks - n, self.ticks) % LATENESS_RING
+        return self.lateness[index]
+
+    @property
+    def skipped_ticks(self) -> int:
+        """Ticks given up because the process fell more than a burst behind."""
+        return self._clock.skipped_total if self._clock is not None else 0

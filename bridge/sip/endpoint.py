@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -510,15 +510,25 @@ class SipEndpoint:
             c.session.restart(now)
         return True
 
-    def reject(self, call: str, status: int, now: float, *, reason: str | None = None) -> bool:
-        """Refuse an offered call with a final non-2xx response (486, 603, 488 ...)."""
+    def reject(
+        self,
+        call: str,
+        status: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> bool:
+        """Refuse an offered call with a final non-2xx response (486, 603, 488 ...);
+        ``headers`` are added to it, e.g. ``Retry-After`` on a 503 (RFC 3261 §20.33)."""
         if not 300 <= status <= 699:
             raise CallError("reject() needs a status 300-699")
         c = self._uas_call(call)
         if c is None or c.state is not CallState.OFFERED:
             return False
         response = self._response(
-            c.invite, status, reason, to_tag=c.dialog.local_tag if c.dialog else None
+            c.invite, status, reason, to_tag=c.dialog.local_tag if c.dialog else None,
+            extra=list(headers),
         )
         self._server_send(c.invite_key, response, now)
         self._move(c, CallInput.FINAL_FAILURE)
