@@ -7,6 +7,9 @@ use, a room that does not exist, a database that cannot be opened), also one lin
 
 Administration (``bridge.admin``): ``rooms create|list|delete``, ``numbers add|list|delete``,
 ``calls`` and ``demo``; each takes ``--db`` and ``--config`` like ``serve``.
+
+``bench capacity`` (``bridge.benchmark.capacity``) starts its own bridge and load generator;
+exit 1 when a benchmark process fails.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bridge import __version__
 from bridge.config import Config, ConfigError, load_config, with_overrides
@@ -110,7 +113,64 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range")
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     _add_admin(sub)
+    _add_bench(sub)
     return parser
+
+
+def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
+    bench = sub.add_parser("bench", help="benchmarks of this machine")
+    bench_sub = bench.add_subparsers(dest="action", metavar="BENCHMARK", parser_class=_Parser)
+    bench_sub.required = True
+    capacity = bench_sub.add_parser(
+        "capacity",
+        help="ramp SIP callers into a bridge until its media clock breaks (and a bare relay)",
+    )
+    capacity.add_argument("--rooms-of", metavar="N", type=_positive_int, default=3,
+                          help="participants per conference (default 3)")
+    capacity.add_argument("--talkers", metavar="K", type=_non_negative_int, default=None,
+                          help="talkers per conference (default: everyone)")
+    capacity.add_argument("--max-participants", metavar="N", type=_positive_int,
+                          help="the last ramp step (default 2100; 600 with --quick)")
+    capacity.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    capacity.add_argument("--plot", metavar="PATH", help="write the capacity curve as PNG")
+    capacity.add_argument("--quick", action="store_true",
+                          help="three short steps: done in under a minute")
+    capacity.add_argument("--no-baseline", action="store_true",
+                          help="skip the bare-relay baseline")
+    capacity.add_argument("--direct", action="store_true",
+                          help="callers dial their room directly (no IVR, no PIN)")
+    capacity.add_argument("--profile", metavar="PATH", type=Path,
+                          help="cProfile the bridge over the last step (pstats file)")
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """``bridge bench capacity``: progress on stderr, the table on stdout."""
+    from bridge.benchmark.capacity import CapacityOptions
+    from bridge.benchmark.capacity import main as capacity_main
+
+    talkers = args.rooms_of if args.talkers is None else args.talkers
+    if talkers > args.rooms_of:
+        raise UsageError(f"bridge bench capacity: --talkers {talkers} is more than "
+                         f"--rooms-of {args.rooms_of}")
+    changes: dict[str, Any] = {
+        "rooms_of": args.rooms_of, "talkers": talkers, "baseline": not args.no_baseline,
+        "routing": "direct" if args.direct else "conference",
+    }
+    if args.max_participants is not None:
+        if args.max_participants < args.rooms_of:
+            raise UsageError(f"bridge bench capacity: --max-participants must hold one room "
+                             f"of {args.rooms_of}")
+        changes["max_participants"] = args.max_participants
+    options = (CapacityOptions.quick_run(**changes) if args.quick
+               else CapacityOptions(**changes))
+    return capacity_main(options, json_path=args.json, plot_path=args.plot,
+                         profile=args.profile)
 
 
 def _config_from(args: argparse.Namespace) -> Config:
@@ -127,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "bench":
+            return _bench(args)
         config = _config_from(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)
