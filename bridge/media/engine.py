@@ -453,6 +453,9 @@ class MediaEngine:
         payload_in = mixer.payload_in
         has_input = mixer.has_input
         silence = self._silence
+        # Frames at unit gain are copied into the mixer in one vectorised write after the loop.
+        slots: list[int] = []
+        payloads: list[bytes] = []
         for leg in self._legs.values():
             frame = leg.session.pop_frame()
             payload = frame.payload
@@ -470,13 +473,20 @@ class MediaEngine:
                 continue
             if kind is FrameKind.AUDIO:
                 leg.held_back = False
+            if frame.gain == 1.0:
+                slots.append(leg.slot)
+                payloads.append(payload)
+                continue
             row = payload_in[leg.slot]
             row[:] = np.frombuffer(payload, np.uint8)
-            if frame.gain != 1.0:
-                codec = leg.media.codec
-                pcm = codec.decode(row).astype(np.float32) * frame.gain
-                codec.encode(pcm.astype(np.int16), out=row)
+            codec = leg.media.codec
+            pcm = codec.decode(row).astype(np.float32) * frame.gain
+            codec.encode(pcm.astype(np.int16), out=row)
             has_input[leg.slot] = True
+        if slots:
+            payload_in[slots] = np.frombuffer(b"".join(payloads), np.uint8).reshape(
+                len(slots), FRAME_SAMPLES)
+            has_input[slots] = True
         self._dtmf_tick(now)
         if self._inband_dirty:
             self._rebuild_inband()
@@ -488,8 +498,10 @@ class MediaEngine:
             self._talking(int(slot), True, float(out.level_dbov[slot]))
         for slot in out.stopped:
             self._talking(int(slot), False, float(out.level_dbov[slot]))
-        frames = out.frames
-        rows = out.rows
+        # One copy of the encoded frames and the row table as Python objects: slicing bytes
+        # per leg is cheaper than indexing numpy per leg.
+        blob = out.frames.tobytes()
+        rows = out.rows.tolist()
         sent: list[Outgoing] = []
         append = sent.append
         for leg in self._legs.values():
@@ -497,7 +509,8 @@ class MediaEngine:
             remote = session.remote
             if remote is None or not leg.media.sends:
                 continue
-            payload = frames[rows[leg.slot]].tobytes()
+            start = rows[leg.slot] * FRAME_SAMPLES
+            payload = blob[start : start + FRAME_SAMPLES]
             append((leg.rtp_handle, session.build_audio(payload, now), remote))
             if session.rtcp_due(now):
                 rtcp_remote = session.remote_rtcp
