@@ -127,11 +127,29 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConferenceConfig:
+    """The dial-in service.
+
+    ``node_id`` names this bridge process in the call records; it must stay the same across
+    restarts (crash recovery closes the records it left open) and differ between processes
+    sharing one database. Empty: the host name. ``default_country`` (ISO 3166 alpha-2)
+    completes national numbers in the Request-URI. ``trusted_networks`` are trunks whose From
+    header identifies the caller, so PIN failures are counted per caller number there (per
+    source address everywhere else).
+    """
+
+    node_id: str = ""
+    default_country: str = ""
+    trusted_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     rtp: RtpConfig = field(default_factory=RtpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    conference: ConferenceConfig = field(default_factory=ConferenceConfig)
     db_path: Path = Path("var/bridge.sqlite3")
     prompts_dir: Path | None = None
     log_level: str = "INFO"
@@ -142,6 +160,14 @@ class Config:
                 ipaddress.ip_network(net, strict=False)
             except ValueError as exc:
                 raise ConfigError(f"sip.allowed_networks: {exc}") from None
+        for net in self.conference.trusted_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"conference.trusted_networks: {exc}") from None
+        country = self.conference.default_country
+        if country and (len(country) != 2 or not country.isalpha()):
+            raise ConfigError(f"conference.default_country: {country!r} is not ISO 3166 alpha-2")
         for transport in self.sip.transports:
             if transport not in ("udp", "tcp"):
                 raise ConfigError(f"sip.transports: unknown transport {transport!r}")
@@ -166,6 +192,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig, "trunk": TrunkConfig, "rtp": RtpConfig, "media": MediaConfig,
+    "conference": ConferenceConfig,
 }
 
 

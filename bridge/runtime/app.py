@@ -522,12 +522,19 @@ def serve(config: Config, *, log_level: str = "INFO") -> int:
 
         config.db_path.parent.mkdir(parents=True, exist_ok=True)
         store = await SqliteStore.open(config.db_path)
-        node_id = socket.gethostname()  # stable across restarts: crash recovery finds its records
+        conference = config.conference
+        # Stable across restarts, so crash recovery finds the records this node left open.
+        node_id = conference.node_id or socket.gethostname()
         interrupted = await store.close_interrupted(node_id, time.time())
         if interrupted:
             log.info("closed %d call record(s) left open by a previous run", interrupted)
-        controller = ConferenceController(store, ControllerConfig(node_id=node_id),
-                                          PromptLibrary(config.prompts_dir))
+        controller = ConferenceController(
+            store,
+            ControllerConfig(node_id=node_id,
+                             default_country=conference.default_country or None,
+                             trusted_networks=conference.trusted_networks),
+            PromptLibrary(config.prompts_dir),
+        )
         app = BridgeApp(config, controller)
         try:
             try:

@@ -56,3 +56,15 @@ def test_bad_network_in_config(tmp_path: Path, capsys: pytest.CaptureFixture[str
     config.write_text('[sip]\nallowed_networks = ["10.0.0.0/33"]\n')
     assert main(["serve", "--config", str(config)]) == 2
     assert "sip.allowed_networks" in capsys.readouterr().err
+
+
+def test_conference_settings_are_validated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text('[conference]\ndefault_country = "Germany"\n')
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "conference.default_country" in capsys.readouterr().err
+    config.write_text('[conference]\ntrusted_networks = ["trunk"]\n')
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "conference.trusted_networks" in capsys.readouterr().err
