@@ -38,11 +38,12 @@ import numpy.typing as npt
 from bridge.codecs.g711 import (
     ALAW_DECODE,
     ALAW_ENCODE,
+    ALAW_PAIR_DECODE,
     ULAW_ENCODE,
     ULAW_PAIR_DECODE,
     Codec,
 )
-from bridge.media.vad import FULL_SCALE_POWER, Vad, VadConfig
+from bridge.media.vad import FULL_SCALE_POWER, LEVEL_FLOOR_DBOV, Vad, VadConfig, dbov
 
 __all__ = ["MixOutput", "Mixer", "MixerConfig"]
 
@@ -119,6 +120,22 @@ class _Layout:
     screen_limit: npt.NDArray[np.uint8]  # (slots x 1): a masked code <= this may be loud
     quiet_power: npt.NDArray[np.float32]  # per slot: mean-square bound of a screened frame
     always_measure: BoolArray  # gain legs (and every leg when the VAD is adaptive)
+    # the lean tick (one codec, no gain, fixed-threshold VAD); see Mixer._mix_fast
+    fast: bool
+    pair_decode: npt.NDArray[np.uint32]
+    encode: npt.NDArray[np.uint8]
+    silence_row: int
+    in_order: bool  # by_room is 0..n-1 (slots already sorted by room, none free)
+    holes: bool  # some slot below the high-water mark is free
+    all_mixable: bool  # no muted or relayed leg
+    any_deaf: bool
+    any_relay: bool
+    quiet_level: npt.NDArray[np.float32]  # per slot: dBov of quiet_power
+    hear_slots: IntArray
+    hear_rooms: IntArray  # room_index of hear_slots
+    hear_count: IntArray  # per room: legs that hear the room
+    deaf_slots: IntArray  # active deaf (or relayed) legs: they hear the silence row
+    base_rows: IntArray  # per slot: -1 free, else the silence row of its codec
 
 
 _T = TypeVar("_T", bound=np.generic)
@@ -296,6 +313,8 @@ class Mixer:
         """Mix one tick for every room and clear the per-tick inputs."""
         layout = self._layout if self._layout is not None else self._build_layout()
         self._layout = layout
+        if layout.fast and not self._broadcast and not self._private_any:
+            return self._mix_fast(layout)
         n = self._count
         samples = self.config.samples
         payload = self._payload[:n]
@@ -449,6 +468,198 @@ class Mixer:
         )
 
     # ------------------------------------------------------------------------------ helpers
+
+    def _mix_fast(self, layout: _Layout) -> MixOutput:
+        """The common tick (one codec, no gain, no prompt, fixed-threshold gate) in few numpy
+        calls; the output is exactly that of the general path.
+
+        Only the *candidates* (legs with input and a code that may be loud, or talking) are
+        decoded and measured, and the VAD advances only them (``Vad.update_subset``). When every
+        room with talkers has the same number of them (one room; rooms of equal activity), the
+        sums, N-1 frames and shared frames are one padded (talkers x rooms) int32 block, without
+        buckets; a room with a single talker needs no N-1 arithmetic (it hears silence).
+        """
+        n = self._count
+        samples = self.config.samples
+        payload = self._payload[:n]
+        has_input = self._has_input[:n]
+
+        # 1. screen, candidates in room order, decode and measure them
+        masked = self._masked[:n]
+        if layout.encode is ALAW_ENCODE:
+            np.bitwise_xor(payload, SCREEN_KEY[Codec.PCMA], out=masked)
+            np.bitwise_and(masked, 0x7F, out=masked)
+        else:
+            np.bitwise_and(payload, 0x7F, out=masked)
+        loud_code = self._loud_code[:n]
+        np.less_equal(masked, layout.screen_limit[0, 0] if n else 0, out=loud_code)
+        candidate = self._any_loud[:n]
+        if samples % 8 == 0:  # any() over 8 bytes at a time
+            np.logical_or.reduce(loud_code.view(np.uint64), axis=1, out=candidate)
+        else:
+            np.logical_or.reduce(loud_code, axis=1, out=candidate)
+        candidate &= has_input
+        candidate |= self._vad.talking[:n]  # with or without input: the hangover runs
+        if layout.holes:
+            candidate &= self._active[:n]
+        if layout.in_order:
+            cands = np.nonzero(candidate)[0]
+        else:
+            cands = layout.by_room[candidate[layout.by_room]]
+        count = cands.size
+        codes = self._codes[:count]
+        np.take(payload, cands, axis=0, out=codes)
+        decoded = self._decoded[:count]
+        np.take(layout.pair_decode, codes.view(np.uint16), out=decoded.view(np.uint32))
+        floats = self._floats[:count]
+        np.copyto(floats, decoded)
+        power = self._measured_power[:count]
+        np.einsum("ij,ij->i", floats, floats, out=power)
+        power *= np.float32(1.0 / samples)
+        fresh = has_input[cands]
+        power *= fresh  # a talking leg without a packet is silent
+        rest_level = self._power[:n]
+        rest_level.fill(LEVEL_FLOOR_DBOV)
+        np.copyto(rest_level, layout.quiet_level, where=has_input)
+        vad = self._vad.update_subset(n, cands, power, rest_level)
+
+        # 2. the talkers, in room order
+        feed = vad.gate & fresh
+        if not layout.all_mixable:
+            feed &= layout.mixable[cands]
+        chosen = np.nonzero(feed)[0]
+        feeders = cands[chosen]
+        talkers = feeders.size
+        rows = layout.base_rows.copy()
+        cursor = 2
+        self._reserve_out(2 + 2 * talkers + 2 * layout.rooms + n)
+        if talkers:
+            pcm = self._pcm[:talkers]
+            np.take(decoded, chosen, axis=0, out=pcm)
+            cursor = self._mix_talkers(layout, feeders, pcm, rows, cursor)
+
+        # 3. two-party relay: copy the partner's payload bytes (no decode, no encode)
+        relayed = 0
+        if layout.any_relay:
+            relay = np.nonzero(layout.relay_partner >= 0)[0]
+            partners = layout.relay_partner[relay]
+            fresh_partner = has_input[partners]
+            relay, partners = relay[fresh_partner], partners[fresh_partner]
+            relayed = relay.size
+            self._out[cursor : cursor + relayed] = payload[partners]
+            rows[relay] = np.arange(cursor, cursor + relayed)
+            cursor += relayed
+
+        has_input[:] = False
+        return MixOutput(
+            frames=self._out[:cursor],
+            rows=rows,
+            talking=vad.talking,
+            level_dbov=vad.level_dbov,
+            started=vad.started,
+            stopped=vad.stopped,
+            encoded=cursor - 2 - relayed,
+        )
+
+    def _mix_talkers(
+        self, layout: _Layout, feeders: IntArray, pcm: npt.NDArray[np.int16], rows: IntArray,
+        cursor: int,
+    ) -> int:
+        """Encode the N-1 frames of ``feeders`` (slots sorted by room, decoded in ``pcm``) and the
+        shared frame of their rooms; set ``rows`` of every leg of those rooms."""
+        samples = self.config.samples
+        talkers = feeders.size
+        if layout.rooms == 1:
+            nrooms, width = 1, talkers
+        else:
+            feeder_rooms = layout.room_index[feeders]
+            nrooms = int(np.count_nonzero(feeder_rooms[1:] != feeder_rooms[:-1])) + 1
+            width = talkers // nrooms
+            grid = feeder_rooms.reshape(nrooms, width) if width * nrooms == talkers else None
+            if grid is None or not np.array_equal(grid[:, 0], grid[:, -1]):
+                return self._mix_buckets(layout, feeders, feeder_rooms, rows, cursor)
+        talker_rooms = layout.room_index[feeders[::width]]
+        size = width * nrooms
+        if width == 1:  # alone in the mix: the room hears the talker, the talker hears silence
+            shared16 = pcm
+        else:
+            block = self._scratch32[: size * samples].reshape(width, nrooms, samples)
+            np.copyto(block, pcm.reshape(nrooms, width, samples).transpose(1, 0, 2))
+            total = self._total[: nrooms * samples].reshape(nrooms, samples)
+            np.add.reduce(block, axis=0, out=total)
+            np.subtract(total, block, out=block)  # exactly what was added, removed again
+            np.clip(block, _INT16_MIN, _INT16_MAX, out=block)  # clipped once, at the end
+            block16 = self._scratch16[: size * samples].reshape(width, nrooms, samples)
+            np.copyto(block16, block, casting="unsafe")
+            out = self._out[cursor : cursor + size].reshape(width, nrooms, samples)
+            np.take(layout.encode, block16.view(np.uint16), out=out)
+            own_rows = np.arange(cursor, cursor + size).reshape(width, nrooms)
+            cursor += size
+            np.clip(total, _INT16_MIN, _INT16_MAX, out=total)
+            shared16 = block16[0]  # already encoded: reuse for the shared frames
+            np.copyto(shared16, total, casting="unsafe")
+
+        # every leg of the room that hears it and is not a talker shares one frame
+        if layout.any_deaf:
+            hearing = layout.hears_room[feeders].reshape(nrooms, width).sum(axis=1)
+            wanted = np.nonzero(layout.hear_count[talker_rooms] > hearing)[0]
+        else:
+            wanted = np.nonzero(layout.hear_count[talker_rooms] > width)[0]
+        shared = wanted.size
+        if shared:
+            target = self._out[cursor : cursor + shared]
+            source = shared16 if shared == nrooms else shared16[wanted]
+            np.take(layout.encode, source.view(np.uint16), out=target)
+            room_row = np.full(layout.rooms, layout.silence_row, dtype=np.intp)
+            room_row[talker_rooms[wanted]] = np.arange(cursor, cursor + shared)
+            rows[layout.hear_slots] = room_row[layout.hear_rooms]
+            cursor += shared
+        if width == 1:
+            rows[feeders] = layout.silence_row
+        else:
+            rows[feeders.reshape(nrooms, width).T] = own_rows
+        if layout.any_deaf:
+            rows[layout.deaf_slots] = layout.base_rows[layout.deaf_slots]
+        return cursor
+
+    def _mix_buckets(
+        self, layout: _Layout, feeders: IntArray, feeder_rooms: IntArray, rows: IntArray,
+        cursor: int,
+    ) -> int:
+        """``_mix_talkers`` for rooms of different talker counts: padded buckets."""
+        n = self._count
+        law = 1 if layout.encode is ALAW_ENCODE else 0
+        feeding = np.zeros(n, dtype=np.bool_)
+        feeding[feeders] = True
+        listening = layout.hears_room & ~feeding
+        need = np.zeros((2, layout.rooms), dtype=np.bool_)
+        need[law, layout.room_index[listening]] = True
+        shared_rows = np.full((2, layout.rooms), layout.silence_row, dtype=np.intp)
+        positions = np.arange(feeders.size, dtype=np.intp)
+        change = np.nonzero(feeder_rooms[1:] != feeder_rooms[:-1])[0] + 1
+        starts = np.concatenate(([0], change))
+        counts = np.diff(np.append(starts, feeders.size))
+        buckets = np.ceil(np.log2(counts)).astype(np.intp)
+        for bucket in np.unique(buckets).tolist():
+            picked = np.nonzero(buckets == bucket)[0]
+            cursor = self._mix_bucket(
+                layout=layout,
+                owners=feeders,
+                positions=positions,
+                feeder_rooms=feeder_rooms,
+                starts=starts[picked],
+                counts=counts[picked],
+                need=need,
+                shared_rows=shared_rows,
+                rows=rows,
+                cursor=cursor,
+                room_total=None,
+                has_total=None,
+            )
+        rows[listening] = shared_rows[law, layout.room_index[listening]]
+        if layout.any_deaf:
+            rows[layout.deaf_slots] = layout.base_rows[layout.deaf_slots]
+        return cursor
 
     def _measure_mask(
         self, layout: _Layout, payload: npt.NDArray[np.uint8], has_input: BoolArray
@@ -652,13 +863,23 @@ class Mixer:
         always_measure = active & (self._gain[:n] != 1.0)
         if vad.adaptive:  # the noise floor follows every leg's exact level
             always_measure = active.copy()
+        quiet_power = np.array([screen[c][1] for c in Codec], np.float32)[law]
+        quiet_level = np.zeros(n, dtype=np.float32)
+        dbov(quiet_power, out=quiet_level)
+        codecs = np.unique(self._codec[slots])
+        codec = Codec.PCMA if codecs.size == 1 and codecs[0] == Codec.PCMA.payload_type else None
+        codec = Codec.PCMU if codecs.size <= 1 and codec is None else codec
+        mixable = active & ~self._muted[:n] & ~relay
+        hears_room = active & ~self._deaf[:n] & ~relay
+        hear_slots = np.nonzero(hears_room)[0]
+        silence_rows = np.where(is_alaw, SILENCE_ROW[Codec.PCMA], SILENCE_ROW[Codec.PCMU])
         return _Layout(
             room_index=room_index,
             rooms=int(room_ids.size),
             by_room=by_room,
             relay_partner=relay_partner,
-            mixable=active & ~self._muted[:n] & ~relay,
-            hears_room=active & ~self._deaf[:n] & ~relay,
+            mixable=mixable,
+            hears_room=hears_room,
             is_alaw=is_alaw,
             alaw_slots=np.nonzero(is_alaw)[0],
             gain_slots=gain_slots,
@@ -668,8 +889,23 @@ class Mixer:
             ).astype(np.intp),
             screen_key=np.array([SCREEN_KEY[c] for c in Codec], np.uint8)[law][:, None],
             screen_limit=np.array([screen[c][0] for c in Codec], np.uint8)[law][:, None],
-            quiet_power=np.array([screen[c][1] for c in Codec], np.float32)[law],
+            quiet_power=quiet_power,
             always_measure=always_measure,
+            fast=codec is not None and not gain_slots.size and not vad.adaptive,
+            pair_decode=ALAW_PAIR_DECODE if codec is Codec.PCMA else ULAW_PAIR_DECODE,
+            encode=ALAW_ENCODE if codec is Codec.PCMA else ULAW_ENCODE,
+            silence_row=SILENCE_ROW[codec if codec is not None else Codec.PCMU],
+            in_order=bool(by_room.size == n and (by_room == np.arange(n)).all()),
+            holes=bool(slots.size != n),
+            all_mixable=bool((mixable == active).all()),
+            any_deaf=bool((hears_room != active).any()),
+            any_relay=bool(relay.any()),
+            quiet_level=quiet_level,
+            hear_slots=hear_slots,
+            hear_rooms=room_index[hear_slots],
+            hear_count=np.bincount(room_index[hear_slots], minlength=room_ids.size),
+            deaf_slots=np.nonzero(active & ~hears_room)[0],
+            base_rows=np.where(active, silence_rows, -1).astype(np.intp),
         )
 
     def _grow(self, capacity: int) -> None:

@@ -11,6 +11,12 @@ numpy operations over the whole block:
 * reports the legs that started or stopped talking this tick as index arrays, which the engine
   turns into ``TalkingStarted``/``TalkingStopped`` events.
 
+The hysteresis lives in one int32 counter per leg: ``0 <= s < start_frames`` counts a silent
+leg's consecutive loud frames, ``s >= start_frames`` means talking with ``s - start_frames``
+consecutive quiet frames. One table lookup ``next[loud, s]`` advances every leg, and a silent leg
+with a quiet frame always goes to 0, so ``update_subset`` (used by the mixer) only has to touch
+the legs that may be loud or are talking.
+
 The *gate* (which legs feed the mix) is ``talking | loud``: a loud frame opens the gate at once
 so the first syllable of an utterance is not cut while the talking state is still being
 confirmed, and the hangover keeps it open through the short pauses inside speech.
@@ -26,7 +32,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Vad", "VadConfig", "VadResult"]
+__all__ = ["SubsetResult", "Vad", "VadConfig", "VadResult", "dbov"]
 
 FULL_SCALE_POWER = 32768.0 * 32768.0
 LEVEL_FLOOR_DBOV = -127.0  # RFC 6464 §3: levels below -127 dBov are reported as -127
@@ -85,11 +91,14 @@ class Vad:
         self.config = config if config is not None else VadConfig()
         self._capacity = 0
         self._talking = np.zeros(0, dtype=np.bool_)
-        self._loud_run = np.zeros(0, dtype=np.int32)
-        self._quiet_run = np.zeros(0, dtype=np.int32)
+        self._state = np.zeros(0, dtype=np.int32)
+        self._live = np.zeros(0, dtype=np.intp)  # legs whose state may be non-zero
+        self._next = _transition_table(self.config)
+        self._span = self.config.start_frames + self.config.hangover_frames
         self._noise = np.zeros(0, dtype=np.float32)
         self._power = np.zeros(0, dtype=np.float32)
         self._level = np.zeros(0, dtype=np.float32)
+        self._own_level = np.zeros(0, dtype=np.float32)
         self._loud = np.zeros(0, dtype=np.bool_)
         self._gate = np.zeros(0, dtype=np.bool_)
         self._scratch = np.zeros((0, 0), dtype=np.float32)
@@ -107,11 +116,12 @@ class Vad:
     def resize(self, capacity: int) -> None:
         """Grow (or shrink) the per-leg state, keeping the state of the first legs."""
         self._talking = _grown(self._talking, capacity, 0)
-        self._loud_run = _grown(self._loud_run, capacity, 0)
-        self._quiet_run = _grown(self._quiet_run, capacity, 0)
+        self._state = _grown(self._state, capacity, 0)
+        self._live = np.nonzero(self._state)[0]
         self._noise = _grown(self._noise, capacity, self.config.initial_noise_dbov)
         self._power = np.zeros(capacity, dtype=np.float32)
         self._level = np.zeros(capacity, dtype=np.float32)
+        self._own_level = np.zeros(capacity, dtype=np.float32)
         self._loud = np.zeros(capacity, dtype=np.bool_)
         self._gate = np.zeros(capacity, dtype=np.bool_)
         self._capacity = capacity
@@ -119,8 +129,7 @@ class Vad:
     def reset(self, leg: int) -> None:
         """Forget a leg's history (a new participant took the slot)."""
         self._talking[leg] = False
-        self._loud_run[leg] = 0
-        self._quiet_run[leg] = 0
+        self._state[leg] = 0
         self._noise[leg] = self.config.initial_noise_dbov
 
     def update(
@@ -156,11 +165,7 @@ class Vad:
         if legs > self._capacity:
             raise ValueError(f"{legs} legs exceed the VAD capacity {self._capacity}")
         level = self._level[:legs]
-        np.multiply(mean_square, np.float32(1.0 / FULL_SCALE_POWER), out=level)
-        np.maximum(level, np.float32(1e-13), out=level)
-        np.log10(level, out=level)
-        level *= np.float32(10.0)
-        np.maximum(level, np.float32(LEVEL_FLOOR_DBOV), out=level)
+        dbov(mean_square, out=level)
 
         loud = self._loud[:legs]
         np.greater_equal(level, np.float32(cfg.threshold_dbov), out=loud)
@@ -172,19 +177,17 @@ class Vad:
         if active is not None:
             loud &= active
 
-        loud_run = self._loud_run[:legs]
-        quiet_run = self._quiet_run[:legs]
-        loud_run += 1
-        loud_run *= loud
-        quiet_run += 1
-        quiet_run *= ~loud
+        state = self._state[:legs]
         talking = self._talking[:legs]
         was_talking = talking.copy()
-        starting = loud_run >= cfg.start_frames
-        continuing = quiet_run < cfg.hangover_frames
-        talking[:] = np.where(was_talking, continuing, starting)
+        index = loud.astype(np.intp)
+        index *= self._span
+        index += state
+        np.take(self._next, index, out=state)
         if active is not None:
-            talking &= active
+            state *= active
+        np.greater_equal(state, self.config.start_frames, out=talking)
+        self._live = np.nonzero(state)[0]
 
         gate = self._gate[:legs]
         if cfg.gate_on_onset:
@@ -197,3 +200,83 @@ class Vad:
         return VadResult(
             talking=talking, gate=gate, level_dbov=level, started=started, stopped=stopped
         )
+
+    def update_subset(
+        self, legs: int, candidates: npt.NDArray[np.intp], mean_square: npt.NDArray[np.float32],
+        rest_level: npt.NDArray[np.float32],
+    ) -> SubsetResult:
+        """Advance legs ``0..legs-1`` by one frame when only ``candidates`` may be loud.
+
+        The caller guarantees that every other leg is quiet this frame and not talking (a
+        silent leg with a quiet frame stays at state 0), and gives their levels in
+        ``rest_level``; ``mean_square`` is the candidates' power, in the order of
+        ``candidates`` (unique slots, any order). Not for the adaptive gate, whose noise floor
+        follows every leg. Same verdicts as ``update_power`` on the full power vector.
+        """
+        cfg = self.config
+        if cfg.adaptive:
+            raise ValueError("update_subset does not track the adaptive noise floor")
+        level = self._level[:legs]
+        np.copyto(level, rest_level)
+        own = self._own_level[: candidates.size]
+        dbov(mean_square, out=own)
+        level[candidates] = own
+        loud = np.greater_equal(own, np.float32(cfg.threshold_dbov))
+
+        state = self._state
+        before = state[candidates]
+        index = loud.astype(np.intp)
+        index *= self._span
+        index += before
+        after = self._next[index]
+        state[self._live] = 0  # silent legs outside the candidates had a quiet frame
+        state[candidates] = after
+        self._live = candidates[after != 0]
+        talking = after >= cfg.start_frames
+        self._talking[candidates] = talking
+        gate = talking | loud if cfg.gate_on_onset else talking
+        was_talking = before >= cfg.start_frames
+        if np.array_equal(talking, was_talking):
+            started = stopped = _NONE
+        else:
+            changed = talking ^ was_talking
+            started = np.sort(candidates[changed & talking])
+            stopped = np.sort(candidates[changed & was_talking])
+        return SubsetResult(
+            talking=self._talking[:legs], gate=gate, level_dbov=level, started=started,
+            stopped=stopped,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubsetResult:
+    """``Vad.update_subset``'s verdict: ``gate`` follows the order of the candidates, the other
+    arrays are as in ``VadResult`` (views valid until the next update)."""
+
+    talking: npt.NDArray[np.bool_]
+    gate: npt.NDArray[np.bool_]
+    level_dbov: npt.NDArray[np.float32]
+    started: npt.NDArray[np.intp]
+    stopped: npt.NDArray[np.intp]
+
+
+_NONE = np.zeros(0, dtype=np.intp)
+_NONE.flags.writeable = False
+
+
+def dbov(mean_square: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
+    """Level in dBov (RFC 6464 §3) of mean square sample values, clamped to -127 dBov."""
+    np.multiply(mean_square, np.float32(1.0 / FULL_SCALE_POWER), out=out)
+    np.maximum(out, np.float32(1e-13), out=out)
+    np.log10(out, out=out)
+    out *= np.float32(10.0)
+    np.maximum(out, np.float32(LEVEL_FLOOR_DBOV), out=out)
+
+
+def _transition_table(cfg: VadConfig) -> npt.NDArray[np.int32]:
+    """``next[loud * span + s]`` for the hysteresis counter ``s`` (see the module docstring)."""
+    start, span = cfg.start_frames, cfg.start_frames + cfg.hangover_frames
+    s = np.arange(span)
+    quiet = np.where((s >= start) & (s + 1 < span), s + 1, 0)
+    loud = np.minimum(s + 1, start)
+    return np.concatenate((quiet, loud)).astype(np.int32)

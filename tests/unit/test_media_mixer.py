@@ -441,3 +441,73 @@ def test_mixer_matches_int64_reference(
     for slot in removed:
         if slot < len(slots):
             assert slot >= out.rows.size or out.rows[slot] == -1
+
+
+# ----------------------------------------------- the lean tick equals the general path
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rooms=st.lists(st.integers(0, 6), min_size=1, max_size=30),
+    codec=st.sampled_from(list(Codec)),
+    flags=st.lists(st.sampled_from(["", "", "", "muted", "deaf"]), min_size=30, max_size=30),
+    relay_on=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_lean_tick_matches_general_path(
+    rooms: list[int], codec: Codec, flags: list[str], relay_on: bool, seed: int
+) -> None:
+    """One codec, no gain, no prompt: the lean tick. A twin mixer with one extra leg carrying a
+    gain (in a room of its own, never sending) takes the general path; over ticks with
+    hysteresis, missing packets and loudness near the threshold both must agree exactly."""
+    rng = np.random.default_rng(seed)
+    vad = VadConfig(threshold_dbov=-42.0, start_frames=2, hangover_frames=3)
+    lean = Mixer(MixerConfig(initial_capacity=2, vad=vad, relay_two_party=relay_on))
+    general = Mixer(MixerConfig(initial_capacity=2, vad=vad, relay_two_party=relay_on))
+    slots = [lean.add_leg(room, codec) for room in rooms]
+    assert [general.add_leg(room, codec) for room in rooms] == slots
+    odd = general.add_leg(99, codec)
+    general.set_gain(odd, 0.5)
+    for slot, flag in zip(slots, flags, strict=False):
+        for mixer in (lean, general):
+            mixer.set_muted(slot, flag == "muted")
+            mixer.set_deaf(slot, flag == "deaf")
+    for _tick in range(6):
+        spans = rng.choice([3, 150, 200, 300, 8000, 32768], len(slots))
+        sending = rng.random(len(slots)) < 0.8
+        for slot, span, send_now in zip(slots, spans, sending, strict=True):
+            pcm = rng.integers(-span, span, SAMPLES).astype(np.int16)
+            for mixer in (lean, general):
+                mixer.payload_in[slot] = codec.encode(pcm)
+                mixer.has_input[slot] = bool(send_now)
+        a, b = lean.mix(), general.mix()
+        for slot in slots:
+            assert a.payload(slot) == b.payload(slot), slot
+        n = len(slots)
+        np.testing.assert_array_equal(a.talking[:n], b.talking[:n])
+        np.testing.assert_array_equal(a.level_dbov[:n], b.level_dbov[:n])
+        assert a.started.tolist() == b.started.tolist()
+        assert a.stopped.tolist() == b.stopped.tolist()
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+@pytest.mark.parametrize("sizes", [(3,) * 5, (7,), (2, 4, 4, 1)])
+def test_lean_tick_matches_int64_reference(codec: Codec, sizes: tuple[int, ...]) -> None:
+    """Equal and unequal talker counts per room, one codec, no flags: against the reference."""
+    rng = np.random.default_rng(sum(sizes))
+    mixer = instant_mixer(capacity=2, relay=False)
+    legs: dict[int, Leg] = {}
+    payloads: dict[int, np.ndarray] = {}
+    for room, size in enumerate(sizes):
+        for _ in range(size):
+            slot = mixer.add_leg(room, codec)
+            loud = bool(rng.random() < 0.7)
+            legs[slot] = Leg(room, codec, False, False, 1.0, loud, True, False)
+            span = 32768 if loud else 20
+            payloads[slot] = codec.encode(rng.integers(-span, span, SAMPLES).astype(np.int16))
+            mixer.payload_in[slot] = payloads[slot]
+            mixer.has_input[slot] = True
+    expected = reference(legs, payloads, {}, {}, relay_on=False)
+    out = mixer.mix()
+    for slot in legs:
+        assert out.payload(slot) == expected[slot], slot
