@@ -504,8 +504,10 @@ class Mixer:
         loud_code = self._loud_code[:n]
         np.less_equal(masked, layout.screen_limit[0, 0] if n else 0, out=loud_code)
         candidate = self._any_loud[:n]
-        if samples % 8 == 0:  # any() over 8 bytes at a time
-            np.logical_or.reduce(loud_code.view(np.uint64), axis=1, out=candidate)
+        if samples % 8 == 0:  # any() over 8 bytes at a time, reduced across the rows' words
+            words = self._any_word[:n]
+            np.bitwise_or.reduce(loud_code.view(np.uint64).T, axis=0, out=words)
+            np.not_equal(words, 0, out=candidate)
         else:
             np.logical_or.reduce(loud_code, axis=1, out=candidate)
         candidate &= has_input
@@ -696,8 +698,10 @@ class Mixer:
             np.less_equal(masked, layout.screen_limit[0, 0] if n else 0, out=loud_code)
         measure = self._any_loud[:n]
         samples = self.config.samples
-        if samples % 8 == 0:  # any() over 8 bytes at a time
-            np.logical_or.reduce(loud_code.view(np.uint64), axis=1, out=measure)
+        if samples % 8 == 0:  # any() over 8 bytes at a time, reduced across the rows' words
+            words = self._any_word[:n]
+            np.bitwise_or.reduce(loud_code.view(np.uint64).T, axis=0, out=words)
+            np.not_equal(words, 0, out=measure)
         else:
             np.logical_or.reduce(loud_code, axis=1, out=measure)
         measure |= self._vad.talking[:n]
@@ -949,6 +953,7 @@ class Mixer:
         self._masked = np.zeros((capacity, samples), dtype=np.uint8)
         self._loud_code = np.zeros((capacity, samples), dtype=np.bool_)
         self._any_loud = np.zeros(capacity, dtype=np.bool_)
+        self._any_word = np.zeros(capacity, dtype=np.uint64)
         self._measured_power = np.zeros(capacity, dtype=np.float32)
         self._power = np.zeros(capacity, dtype=np.float32)
         # a padded bucket holds at most 2x the talkers (+ announcements)
