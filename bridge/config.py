@@ -106,12 +106,12 @@ class MediaConfig:
     """Admission control: refuse new calls with 503 and Retry-After (RFC 3261 §21.5.4,
     §20.33) before the media clock of this process collapses.
 
-    ``max_participants``: legs this process takes at most (0: no limit). The default is
-    ``bridge bench capacity``'s measured capacity on the project's reference machine (2-core
-    AMD EPYC VM, uvloop, rooms of 3, everyone talking: median capacity 1,200 participants at
-    p99 tick lateness < 5 ms and loss < 0.1 %) times 0.8 headroom for signalling, prompts and
-    a noisy neighbour. Run the benchmark on your own hardware and set it from the
-    ``recommended max_participants`` line it prints.
+    ``max_participants``: legs this process takes at most (0: no limit). The default is 0.8
+    times the median capacity ``bridge bench capacity`` measured on the project's reference
+    machine (2-core AMD EPYC VM shared with the load generator, uvloop, rooms of 3, everyone
+    talking, callers through the IVR: 399 participants at p99 tick lateness < 5 ms and loss
+    < 0.1 %; the next step, 798, broke the clock). Run the benchmark on your own hardware and
+    set it from the ``recommended [media] max_participants`` line it prints.
     ``max_lateness_p99_ms``: also refuse while the p99 tick lateness of the last
     ``lateness_window_ticks`` ticks is at or above this many ms; a guard for when the machine
     is slower or busier than measured. Off (0) by default: on a shared machine a neighbour's
@@ -120,7 +120,7 @@ class MediaConfig:
     ``retry_after``: seconds in the Retry-After header of the 503.
     """
 
-    max_participants: int = 960
+    max_participants: int = 320
     max_lateness_p99_ms: float = 0.0
     lateness_window_ticks: int = 50
     retry_after: int = 30

@@ -60,7 +60,7 @@ __all__ = [
     "run_capacity",
 ]
 
-FULL_STEPS = (100, 200, 400, 800, 1200, 1500, 1800, 2100)
+FULL_STEPS = (100, 200, 400, 600, 800, 1000, 1200, 1500, 1800, 2100)
 QUICK_STEPS = (90, 240, 480)
 HEADROOM = 0.8  # the admission limit recommended from a measured capacity
 Progress = Callable[[str], None]

@@ -36,7 +36,7 @@ def run(system: str, *steps: StepResult) -> CapacityRun:
 
 def test_full_plan_is_the_default_steps_up_to_the_maximum() -> None:
     assert plan_steps(CapacityOptions()) == tuple(s // 3 * 3 for s in FULL_STEPS)
-    assert plan_steps(CapacityOptions(max_participants=1000)) == (99, 198, 399, 798, 999)
+    assert plan_steps(CapacityOptions(max_participants=1000)) == (99, 198, 399, 600, 798, 999)
 
 
 def test_plan_rounds_to_whole_rooms_and_always_ends_at_the_maximum() -> None:
