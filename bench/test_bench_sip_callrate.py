@@ -51,9 +51,12 @@ async def _ramp(tmp_path: Path, rates: tuple[int, ...], seconds: int) -> dict[st
     port = free_port()
     db = tmp_path / "b.sqlite3"
     number = await asyncio.to_thread(lambda: demo(db).number.number)
+    config = tmp_path / "bridge.toml"
+    config.write_text("[media]\nmax_participants = 0\n")  # measure SIP, not admission control
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "serve", "--sip-listen", f"{LOOPBACK}:{port}",
         "--rtp-ports", "40000-49999", "--db", str(db), "--log-level", "WARNING",
+        "--config", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     try:

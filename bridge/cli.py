@@ -15,6 +15,7 @@ exit 1 when a benchmark process fails.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,6 +185,9 @@ def _config_from(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # numpy's BLAS threads busy-wait on the other cores between the mixer's small products and
+    # steal them from the event loop; the bridge wants one thread (set before numpy loads).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
