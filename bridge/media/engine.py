@@ -394,10 +394,9 @@ class MediaEngine:
         leg = self._legs.get(leg_id)
         if leg is None:
             return
-        received = leg.session.receive(data, addr, now)
-        if received is None or not received.is_event:
+        packet = leg.session.receive_media(data, addr, now)
+        if packet is None:  # audio (queued in the jitter buffer) or dropped
             return
-        packet = received.packet
         try:
             reports = leg.rfc4733.receive(
                 marker=packet.marker, timestamp=packet.timestamp, sequence=packet.sequence,

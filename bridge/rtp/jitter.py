@@ -98,6 +98,8 @@ class JitterCounters:
 
 
 _BUFFERING_SILENCE = Frame(FrameKind.SILENCE, None, 0.0, None, None)
+_AUDIO = FrameKind.AUDIO
+_new_frame = tuple.__new__  # Frame(...) without the generated __new__'s Python frame
 
 
 class JitterBuffer:
@@ -167,6 +169,33 @@ class JitterBuffer:
 
     def put(self, packet_seq: int, timestamp: int, payload: bytes, now: float) -> PutResult:
         """Queue one received audio frame (``now`` is unused: ordering is by RTP timestamp)."""
+        cfg = self._cfg
+        fs = cfg.frame_samples
+        counters = self.counters
+        buf = self._buf
+        ref_ts = self._ref_ts
+        if buf and ref_ts is not None and timestamp == (ref_ts + fs) & 0xFFFFFFFF:
+            # Fast path: the frame right after the reference (the newest queued frame), which
+            # the general path below would queue as the new newest frame. The conditions are
+            # checked, not assumed: a later slot inside max_jump, after the playout point.
+            slot = self._ref_slot + 1
+            play = self._play_slot
+            if slot > self._newest_slot and play <= slot <= play + cfg.max_jump:
+                self._newest_slot = self._ref_slot = slot
+                self._newest_seq = packet_seq
+                self._ref_ts = timestamp
+                buf[slot] = (packet_seq, timestamp, payload)
+                counters.queued += 1
+                if slot - play >= cfg.max_depth:
+                    self._flush()
+                if not self._playing and slot - self._play_slot + 1 >= cfg.target_depth:
+                    self._playing = True
+                    self._missing = 0
+                return PutResult.QUEUED
+        return self._put(packet_seq, timestamp, payload)
+
+    def _put(self, packet_seq: int, timestamp: int, payload: bytes) -> PutResult:
+        """The general case of :meth:`put`."""
         cfg = self._cfg
         fs = cfg.frame_samples
         counters = self.counters
@@ -278,7 +307,7 @@ class JitterBuffer:
             self._last_payload = payload
             self._missing = 0
             counters.played += 1
-            return Frame(FrameKind.AUDIO, payload, 1.0, seq, ts)
+            return _new_frame(Frame, (_AUDIO, payload, 1.0, seq, ts))
         self._missing = missing = self._missing + 1
         gains = cfg.conceal_gains
         seq_guess = None if self._last_seq is None else (self._last_seq + missing) & 0xFFFF

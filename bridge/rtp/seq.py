@@ -59,6 +59,10 @@ class SeqConfig:
     max_dropout: int = 3000
     max_misorder: int = 100
 
+    def __post_init__(self) -> None:
+        if self.max_dropout < 2:
+            raise ValueError("max_dropout must be at least 2 (the next packet is in order)")
+
 
 class SeqVerdict(enum.Enum):
     """Outcome of :meth:`SourceValidator.update` for one packet."""

@@ -11,7 +11,7 @@ units with the payload clock rate; nothing here reads a clock.
 from __future__ import annotations
 
 from bridge.rtp.rtcp import ReportBlock, ntp_middle32
-from bridge.rtp.seq import SeqConfig, SeqVerdict, SourceValidator, ts_diff
+from bridge.rtp.seq import RTP_SEQ_MOD, SeqConfig, SeqVerdict, SourceValidator, ts_diff
 
 __all__ = ["ReceiverStats"]
 
@@ -66,6 +66,33 @@ class ReceiverStats:
             self._last_arrival = now
             self._last_ts = timestamp
         return verdict
+
+    def update_next(self, seq: int, timestamp: int, now: float) -> bool:
+        """:meth:`update` for the common audio packet, if ``seq`` is the next sequence number.
+
+        Returns ``False`` without touching any state unless the source is valid (out of A.1
+        probation) and ``seq`` is ``max_seq + 1``; otherwise does exactly what
+        ``update(seq, timestamp, now)`` does for that packet (A.1: in order, ``received`` + 1,
+        a wrap adds a cycle; A.8: one jitter sample) and returns ``True`` (verdict VALID).
+        """
+        v = self.validator
+        max_seq = v.max_seq
+        if v.probation or seq != (max_seq + 1) & 0xFFFF:
+            return False
+        if seq < max_seq:
+            v.cycles += RTP_SEQ_MOD
+        v.max_seq = seq
+        v.received += 1
+        last = self._last_arrival
+        if last is not None:
+            # D(i-1,i) as in update(), ts_diff inlined.
+            d = (now - last) * self._clock_rate - (
+                ((timestamp - self._last_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            )
+            self._jitter += (abs(d) - self._jitter) / 16.0
+        self._last_arrival = now
+        self._last_ts = timestamp
+        return True
 
     # -- figures ---------------------------------------------------------------------------
 

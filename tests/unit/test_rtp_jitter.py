@@ -230,3 +230,42 @@ def test_random_arrivals_keep_order_and_bounded_depth(
         first = next(k for k, f in enumerate(out) if f.kind is FrameKind.AUDIO)
         assert all(f.kind is FrameKind.AUDIO for f in out[first : first + n])
         assert c.late + c.duplicate == len(dups)
+
+
+# -- the in-order fast path of put against the general path ---------------------------------------
+
+
+def _jb_state(jb: JitterBuffer) -> tuple[object, ...]:
+    return (jb.counters, jb.playing, jb.depth, len(jb),
+            tuple(getattr(jb, name) for name in JitterBuffer.__slots__ if name != "counters"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from((0, 0, 0, 0, 0, 1, 2, 3, -1, -2, 60, -60)), max_size=5),
+        max_size=120,
+    ),
+    st.sampled_from((JitterConfig(), JitterConfig(target_depth=1, max_depth=1, max_jump=3),
+                     JitterConfig(target_depth=3, max_depth=6, shrink_after=4))),
+)
+def test_put_fast_path_matches_general_path(
+    ticks: list[list[int]], config: JitterConfig
+) -> None:
+    """Steps ahead of the last frame put (0 = the next frame: the fast path; bursts of those
+    reach the flush) then one pop; ``_put`` alone is the general path."""
+    fast, general = JitterBuffer(config), JitterBuffer(config)
+    i = 10_000  # steps go back too; pkt() names frames with unsigned ints
+    results: list[PutResult] = []
+    for steps in ticks:
+        for step in steps:
+            i += 1 + step
+            seq, ts, payload = pkt(i)
+            result = fast.put(seq, ts, payload, now=0.0)
+            assert general._put(seq, ts, payload) is result
+            results.append(result)
+            assert _jb_state(fast) == _jb_state(general)
+        assert fast.pop() == general.pop()
+        assert _jb_state(fast) == _jb_state(general)
+    if len(results) > 40:
+        assert PutResult.QUEUED in results

@@ -274,3 +274,101 @@ def test_arbitrary_datagrams_never_raise(datagrams: list[bytes]) -> None:
         got = s.receive(d, PEER, n * 0.02)
         assert got is None or got.packet.payload_type in (0, 101)
         s.pop_frame()
+
+
+# -- the receive fast path against the general path ----------------------------------------------
+
+
+def _stream(rng_seed: int, n: int) -> list[tuple[bytes, tuple[str, int], float]]:
+    """A varied datagram stream: loss, reorder, duplicates, a sequence wrap, markers, padded and
+    CSRC headers, telephone events, a foreign source, a large jump + restart, timestamp jumps,
+    an SSRC change (with probation) and garbage."""
+    import random
+
+    rng = random.Random(rng_seed)
+    out: list[tuple[bytes, tuple[str, int], float]] = []
+    ssrc, seq, ts = 0xAAAA, 65500, 1000
+    now = 0.0
+    for i in range(n):
+        now += 0.02 + rng.uniform(-0.004, 0.004)
+        roll = rng.random()
+        seq = (seq + 1) & 0xFFFF
+        ts = (ts + 160) & 0xFFFFFFFF
+        payload = rng.randbytes(160)
+        if i == n // 2:
+            ssrc, seq = 0xBBBB, rng.getrandbits(16)  # new source: probation, then takeover
+        if roll < 0.03:
+            continue  # lost
+        if roll < 0.05:
+            later = rtp((seq + 1) & 0xFFFF, ts + 160, ssrc=ssrc, payload=payload)
+            out.append((later, PEER, now))  # reordered pair
+            out.append((rtp(seq, ts, ssrc=ssrc, payload=payload), PEER, now + 0.001))
+            seq, ts = (seq + 1) & 0xFFFF, ts + 160
+            continue
+        if roll < 0.06:
+            out.append((rtp(seq, ts, ssrc=ssrc, payload=payload), PEER, now))
+            out.append((rtp(seq, ts, ssrc=ssrc, payload=payload), PEER, now))  # duplicate
+            continue
+        if roll < 0.07:
+            out.append((rtp(seq, ts, ssrc=ssrc, payload=payload), OTHER, now))  # foreign
+            continue
+        if roll < 0.09:
+            event = struct.pack("!BBH", 1, 0x0A, 320)
+            out.append((rtp(seq, ts, pt=101, ssrc=ssrc, payload=event, marker=True), PEER, now))
+            continue
+        if roll < 0.10:
+            padded = build_rtp(payload_type=0, sequence=seq, timestamp=ts, ssrc=ssrc,
+                               payload=payload, csrcs=(7,), padding=4)
+            out.append((padded, PEER, now))
+            continue
+        if roll < 0.105:
+            seq = (seq + 5000) & 0xFFFF  # a jump, confirmed by the next packet (restart)
+        elif roll < 0.11:
+            ts = (ts + 80_000) & 0xFFFFFFFF  # timestamp jump (re-based sender)
+        elif roll < 0.115:
+            out.append((b"\x80\x00\x01", PEER, now))  # malformed
+        elif roll < 0.12:
+            out.append((rtp(seq, ts, pt=18, ssrc=ssrc, payload=payload), PEER, now))
+            continue
+        out.append((rtp(seq, ts, ssrc=ssrc, payload=payload, marker=roll > 0.99), PEER, now))
+    return out
+
+
+def _state(s: RtpSession) -> tuple[object, ...]:
+    st = s.receiver_stats
+    assert st is not None
+    return (s.snapshot(), s.jitter.counters, st.ssrc, st.received, st.expected, st.lost,
+            st.validator.extended_max, st.jitter_seconds, s.latched, s.remote)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_receive_media_fast_path_matches_general_path(seed: int) -> None:
+    general, fast = session(remote=None), session(remote=None)
+    slow_calls = 0
+    general_receive = fast.receive
+
+    def counting_receive(data: bytes, addr: tuple[str, int], now: float) -> object:
+        nonlocal slow_calls
+        slow_calls += 1
+        return general_receive(data, addr, now)
+
+    fast.receive = counting_receive  # type: ignore[method-assign,assignment]
+    stream = _stream(seed, 3000)
+    tick = 0.0
+    for data, addr, now in stream:
+        got = general.receive(data, addr, now)
+        event = fast.receive_media(data, addr, now)
+        if got is not None and got.is_event:
+            assert event == got.packet
+        else:
+            assert event is None
+        while tick <= now:  # play out on the same clock: identical frames
+            assert general.pop_frame() == fast.pop_frame()
+            tick += 0.02
+        assert _state(general) == _state(fast)
+    # The fast path carried the bulk of the stream, the general path the rest.
+    assert 0 < slow_calls < len(stream) * 0.35
+    assert general.counters.ssrc_changes == 1
+    assert general.counters.sequence_restarts >= 1
+    assert general.counters.timestamp_jumps >= 1
+    assert general.jitter.counters.lost > 0 and general.jitter.counters.late >= 0
