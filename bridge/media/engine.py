@@ -14,7 +14,7 @@ left out of the mix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -162,6 +162,7 @@ class MediaEngine:
         self._inband_bank = InbandDtmfBank(self.mixer.capacity, self.config.inband)
         self._inband_dirty = True
         self._inband_slots: dict[Codec, npt.NDArray[np.intp]] = {}
+        self._rtcp_next = float("inf")  # earliest RTCP deadline of any leg (RFC 3550 §6.2)
         self._silence = {codec: np.full(FRAME_SAMPLES, codec.silence_byte, np.uint8)
                          for codec in Codec}
 
@@ -229,6 +230,7 @@ class MediaEngine:
             merger=DigitMerger(self.config.merge),
         )
         leg.inband = self._wants_inband(leg)
+        self._rtcp_next = min(self._rtcp_next, session.next_timer())
         self._legs[leg_id] = leg
         self._by_slot[slot] = leg
         r.legs.add(leg_id)
@@ -456,9 +458,7 @@ class MediaEngine:
         slots: list[int] = []
         payloads: list[bytes] = []
         for leg in self._legs.values():
-            frame = leg.session.pop_frame()
-            payload = frame.payload
-            kind = frame.kind
+            kind, payload, gain, _, _ = leg.session.jitter.pop()  # RtpSession.pop_frame
             if (
                 kind is FrameKind.SILENCE
                 or payload is None
@@ -472,14 +472,14 @@ class MediaEngine:
                 continue
             if kind is FrameKind.AUDIO:
                 leg.held_back = False
-            if frame.gain == 1.0:
+            if gain == 1.0:
                 slots.append(leg.slot)
                 payloads.append(payload)
                 continue
             row = payload_in[leg.slot]
             row[:] = np.frombuffer(payload, np.uint8)
             codec = leg.media.codec
-            pcm = codec.decode(row).astype(np.float32) * frame.gain
+            pcm = codec.decode(row).astype(np.float32) * gain
             codec.encode(pcm.astype(np.int16), out=row)
             has_input[leg.slot] = True
         if slots:
@@ -509,15 +509,33 @@ class MediaEngine:
             if remote is None or not leg.media.sends:
                 continue
             start = rows[leg.slot] * FRAME_SAMPLES
-            payload = blob[start : start + FRAME_SAMPLES]
-            append((leg.rtp_handle, session.build_audio(payload, now), remote))
-            if session.rtcp_due(now):
-                rtcp_remote = session.remote_rtcp
-                if rtcp_remote is not None:
-                    append((leg.rtcp_handle, session.build_rtcp(now, wallclock), rtcp_remote))
-                    self.counters.rtcp_sent += 1
+            append((leg.rtp_handle,
+                    session.build_audio(blob[start : start + FRAME_SAMPLES], now), remote))
+        if now >= self._rtcp_next:
+            self._rtcp_tick(now, wallclock, append)
         self.counters.packets_sent += len(sent)
         return sent
+
+    def _rtcp_tick(self, now: float, wallclock: float,
+                   append: Callable[[Outgoing], None]) -> None:
+        """RTCP for every sending leg whose report is due (RFC 3550 §6.2), after the tick's RTP;
+        then the earliest deadline, so ticks with nothing due skip the per-leg check. A leg
+        due but not sending (on hold, no address yet) reports once it sends: until then every
+        tick checks again."""
+        earliest = float("inf")
+        for leg in self._legs.values():
+            session = leg.session
+            deadline = session.next_timer()
+            if deadline <= now:
+                rtcp_remote = session.remote_rtcp
+                if session.remote is None or not leg.media.sends or rtcp_remote is None:
+                    earliest = now
+                    continue
+                append((leg.rtcp_handle, session.build_rtcp(now, wallclock), rtcp_remote))
+                self.counters.rtcp_sent += 1
+                deadline = session.next_timer()
+            earliest = min(earliest, deadline)
+        self._rtcp_next = earliest
 
     def _talking(self, slot: int, talking: bool, level: float) -> None:
         leg = self._by_slot.get(slot)

@@ -28,7 +28,7 @@ LATENESS_RING = 3000  # one minute of ticks
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("engine", "leg_id", "loop", "rtcp", "transport")
+    __slots__ = ("_feed", "_time", "engine", "leg_id", "loop", "rtcp", "transport")
 
     def __init__(self, engine: MediaEngine, leg_id: str, rtcp: bool,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -37,17 +37,18 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self.rtcp = rtcp
         self.loop = loop
         self.transport: asyncio.DatagramTransport | None = None
+        # Bound once: this runs per datagram.
+        self._feed = engine.receive_rtcp if rtcp else engine.receive_rtp
+        self._time = loop.time
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing it.
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        source = (str(addr[0]), int(addr[1]))
-        if self.rtcp:
-            self.engine.receive_rtcp(self.leg_id, data, source, self.loop.time())
-        else:
-            self.engine.receive_rtp(self.leg_id, data, source, self.loop.time())
+        # IPv4 sources are already (host, port); IPv6 ones carry flow info and scope id too.
+        source = cast(Addr, addr) if len(addr) == 2 else (str(addr[0]), int(addr[1]))
+        self._feed(self.leg_id, data, source, self._time())
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket error on leg %s: %s", self.leg_id, exc)
@@ -197,8 +198,14 @@ class MediaRuntime:
             wallclock = time.time()
             engine = self.engine
             for _ in range(plan.run):
-                for handle, data, addr in engine.tick(now, wallclock):
-                    self._send(handle, data, addr)
+                # The handles are this runtime's transports (attach_leg): _send, inlined.
+                out = cast(list[tuple[asyncio.DatagramTransport, bytes, Addr]],
+                           engine.tick(now, wallclock))
+                for transport, data, addr in out:
+                    if transport.is_closing():
+                        self.send_errors += 1
+                    else:
+                        transport.sendto(data, addr)
             events = engine.events()
             for event in events:
                 self.on_event(event)
