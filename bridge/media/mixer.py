@@ -118,6 +118,8 @@ class _Layout:
     silence_rows: IntArray  # per slot: the silence row of its codec
     screen_key: npt.NDArray[np.uint8]  # (slots x 1): XOR making (code ^ key) & 0x7F fall with |x|
     screen_limit: npt.NDArray[np.uint8]  # (slots x 1): a masked code <= this may be loud
+    screen_codec: Codec  # the lean tick's codec (PCMU when it has none)
+    screen_lean_limit: int  # and its screen limit
     quiet_power: npt.NDArray[np.float32]  # per slot: mean-square bound of a screened frame
     always_measure: BoolArray  # gain legs (and every leg when the VAD is adaptive)
     # the lean tick (one codec, no gain, fixed-threshold VAD); see Mixer._mix_fast
@@ -165,6 +167,10 @@ def _clip16(block: npt.NDArray[np.int32]) -> None:
 SCREEN_KEY = {Codec.PCMU: 0x00, Codec.PCMA: 0x2A}
 """``(code ^ key) & 0x7F`` is 0 for the loudest codes of a law and grows as the magnitude falls."""
 
+_BYTES = 0x0101010101010101  # one in every byte of a uint64 word
+_LOW7_WORD = np.uint64(0x7F * _BYTES)
+_HIGH_WORD = np.uint64(0x80 * _BYTES)
+
 
 def screen_magnitudes(codec: Codec) -> npt.NDArray[np.int32]:
     """``|decoded sample|`` of every masked code ``(code ^ key) & 0x7F`` (non-increasing)."""
@@ -184,6 +190,24 @@ def screen_limit(codec: Codec, threshold_power: float) -> tuple[int, float]:
     return limit, float(squares[limit + 1]) if limit < 127 else 0.0
 
 
+def screen_words(
+    payload: npt.NDArray[np.uint8], codec: Codec, limit: int, out: npt.NDArray[np.uint64]
+) -> None:
+    """The screen of ``screen_limit`` on 8 codes at a time: ``out`` (legs x samples/8) gets, per
+    byte of ``payload`` (legs x samples, samples a multiple of 8), 0x80 when its masked code
+    ``(code ^ key) & 0x7F`` is <= ``limit`` (it may be loud), else 0; a leg may be loud exactly
+    when a word of its row is non-zero. Per byte, ``(0x80 + limit) - masked`` lies in 1..255 for
+    every masked code in 0..127 and limit in 0..127, so no byte borrows from its neighbour, and
+    its bit 7 is set exactly when ``masked <= limit``.
+    """
+    words = payload.view(np.uint64)
+    if SCREEN_KEY[codec]:
+        np.bitwise_xor(words, np.uint64(SCREEN_KEY[codec] * _BYTES), out=out)
+        np.bitwise_and(out, _LOW7_WORD, out=out)
+    else:
+        np.bitwise_and(words, _LOW7_WORD, out=out)
+    np.subtract(np.uint64((0x80 + int(limit)) * _BYTES), out, out=out)
+    np.bitwise_and(out, _HIGH_WORD, out=out)
 
 
 class Mixer:
@@ -221,6 +245,7 @@ class Mixer:
         self._layout: _Layout | None = None
         self._broadcast: dict[int, npt.NDArray[np.int16]] = {}
         self._private_any = False
+        self._last_candidates = 0  # lean tick: how many legs the screen let through last time
         self._out = np.empty((0, self.config.samples), dtype=np.uint8)
         self._grow(capacity)
         self._reserve_out(2 + 2 * capacity)
@@ -495,29 +520,7 @@ class Mixer:
         has_input = self._has_input[:n]
 
         # 1. screen, candidates in room order, decode and measure them
-        masked = self._masked[:n]
-        if layout.encode is ALAW_ENCODE:
-            np.bitwise_xor(payload, SCREEN_KEY[Codec.PCMA], out=masked)
-            np.bitwise_and(masked, 0x7F, out=masked)
-        else:
-            np.bitwise_and(payload, 0x7F, out=masked)
-        loud_code = self._loud_code[:n]
-        np.less_equal(masked, layout.screen_limit[0, 0] if n else 0, out=loud_code)
-        candidate = self._any_loud[:n]
-        if samples % 8 == 0:  # any() over 8 bytes at a time, reduced across the rows' words
-            words = self._any_word[:n]
-            np.bitwise_or.reduce(loud_code.view(np.uint64).T, axis=0, out=words)
-            np.not_equal(words, 0, out=candidate)
-        else:
-            np.logical_or.reduce(loud_code, axis=1, out=candidate)
-        candidate &= has_input
-        candidate |= self._vad.talking[:n]  # with or without input: the hangover runs
-        if layout.holes:
-            candidate &= self._active[:n]
-        if layout.in_order:
-            cands = np.nonzero(candidate)[0]
-        else:
-            cands = layout.by_room[candidate[layout.by_room]]
+        cands = self._fast_candidates(layout, payload, has_input)
         count = cands.size
         if count == n and layout.in_order:  # everybody may talk: no gather
             codes = payload
@@ -578,6 +581,60 @@ class Mixer:
             stopped=vad.stopped,
             encoded=cursor - 2 - relayed,
         )
+
+    def _fast_candidates(
+        self, layout: _Layout, payload: npt.NDArray[np.uint8], has_input: BoolArray
+    ) -> IntArray:
+        """The lean tick's candidates, in room order: legs with input and a code that may be
+        loud (the exact per-code screen of ``_measure_mask``), and legs still talking.
+
+        When every leg talks, all are candidates whatever their codes, so the screen is skipped.
+        Otherwise the screen runs on 8 codes at a time (SWAR in uint64 words): per byte,
+        ``(0x80 + limit) - (code & 0x7F)`` keeps bit 7 exactly when the masked code is <= the
+        limit, and no byte borrows from its neighbour. With few legs loud last tick the loud words
+        are found with one ``nonzero``; with many, each row's words are OR-reduced.
+        """
+        n = payload.shape[0]
+        samples = self.config.samples
+        talking = self._vad.talking[:n]
+        active_legs = layout.by_room.size
+        if active_legs and np.count_nonzero(talking) == active_legs:
+            self._last_candidates = active_legs
+            cands: IntArray = layout.by_room
+            return cands
+        candidate = self._any_loud[:n]
+        if samples % 8 == 0:
+            per_row = samples // 8
+            words = self._screen_words[:n]
+            screen_words(payload, layout.screen_codec, layout.screen_lean_limit, out=words)
+            if 16 * self._last_candidates < n:  # few loud legs: find the loud words
+                hit = self._screen_hit[:n]
+                np.not_equal(words, 0, out=hit)
+                loud_words = np.nonzero(hit.ravel())[0]
+                loud_words //= per_row
+                candidate.fill(False)
+                candidate[loud_words] = True
+            else:
+                any_word = self._any_word[:n]
+                np.bitwise_or.reduce(words, axis=1, out=any_word)
+                np.not_equal(any_word, 0, out=candidate)
+        else:
+            masked = self._masked[:n]
+            np.bitwise_xor(payload, SCREEN_KEY[layout.screen_codec], out=masked)
+            np.bitwise_and(masked, 0x7F, out=masked)
+            loud_code = self._loud_code[:n]
+            np.less_equal(masked, layout.screen_lean_limit, out=loud_code)
+            np.logical_or.reduce(loud_code, axis=1, out=candidate)
+        candidate &= has_input
+        candidate |= talking  # with or without input: the hangover runs
+        if layout.holes:
+            candidate &= self._active[:n]
+        if layout.in_order:
+            cands = np.nonzero(candidate)[0]
+        else:
+            cands = layout.by_room[candidate[layout.by_room]]
+        self._last_candidates = cands.size
+        return cands
 
     def _mix_talkers(
         self, layout: _Layout, feeders: IntArray, pcm: npt.NDArray[np.int16], rows: IntArray,
@@ -911,6 +968,8 @@ class Mixer:
             ).astype(np.intp),
             screen_key=np.array([SCREEN_KEY[c] for c in Codec], np.uint8)[law][:, None],
             screen_limit=np.array([screen[c][0] for c in Codec], np.uint8)[law][:, None],
+            screen_codec=codec or Codec.PCMU,
+            screen_lean_limit=screen[codec or Codec.PCMU][0],
             quiet_power=quiet_power,
             always_measure=always_measure,
             fast=codec is not None and not gain_slots.size and not vad.adaptive,
@@ -954,6 +1013,9 @@ class Mixer:
         self._loud_code = np.zeros((capacity, samples), dtype=np.bool_)
         self._any_loud = np.zeros(capacity, dtype=np.bool_)
         self._any_word = np.zeros(capacity, dtype=np.uint64)
+        words = samples // 8 if samples % 8 == 0 else 0
+        self._screen_words = np.zeros((capacity, words), dtype=np.uint64)
+        self._screen_hit = np.zeros((capacity, words), dtype=np.bool_)
         self._measured_power = np.zeros(capacity, dtype=np.float32)
         self._power = np.zeros(capacity, dtype=np.float32)
         # a padded bucket holds at most 2x the talkers (+ announcements)

@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.codecs.g711 import Codec
-from bridge.media.mixer import Mixer, MixerConfig, screen_limit, screen_magnitudes
+from bridge.media.mixer import (
+    Mixer,
+    MixerConfig,
+    screen_limit,
+    screen_magnitudes,
+    screen_words,
+)
 from bridge.media.vad import FULL_SCALE_POWER, Vad, VadConfig
 
 SAMPLES = 160
@@ -36,6 +42,21 @@ def test_screened_frames_are_quieter_than_the_threshold(codec: Codec, dbov: floa
     mags = screen_magnitudes(codec).astype(np.float64)
     assert mags[limit] ** 2 >= 0.999 * threshold  # the limit code itself may be loud
     assert bound == mags[limit + 1] ** 2 < 0.999 * threshold  # every code past it is quiet
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+@pytest.mark.parametrize("limit", [0, 1, 63, 64, 102, 111, 126, 127])
+def test_word_screen_flags_exactly_what_the_byte_screen_flags(codec: Codec, limit: int) -> None:
+    """Every ordered pair of codes side by side, at even and odd byte offsets: a borrow from one
+    byte into its neighbour would show up as a wrong flag."""
+    pairs = np.arange(65536, dtype=np.uint16).view(np.uint8)
+    for payload in (pairs, np.roll(pairs, 1)):
+        block = payload.reshape(-1, 16)
+        out = np.full((block.shape[0], 2), 0x1234, dtype=np.uint64)
+        screen_words(block, codec, limit, out=out)
+        masked = (block ^ {Codec.PCMU: 0, Codec.PCMA: 0x2A}[codec]) & 0x7F
+        expected = np.where(masked <= limit, 0x80, 0).astype(np.uint8)
+        np.testing.assert_array_equal(out.view(np.uint8).reshape(block.shape), expected)
 
 
 def test_hangover_keeps_a_quiet_talker_in_the_mix() -> None:
@@ -91,3 +112,40 @@ def test_levels_and_gate_match_full_measurement(
         assert (out.level_dbov[: len(slots)][~loud] < -42.0).all()
         assert out.started.tolist() == expected.started.tolist()
         assert out.stopped.tolist() == expected.stopped.tolist()
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+def test_every_screen_route_matches_the_general_path(codec: Codec) -> None:
+    """The lean tick skips the screen when everybody talks, finds few loud legs with ``nonzero``
+    and many with a reduction; over phases that take each route, it must agree exactly with a
+    twin on the general path (one extra leg with a gain, alone in its room)."""
+    rng = np.random.default_rng(7)
+    vad = VadConfig(threshold_dbov=-42.0, start_frames=2, hangover_frames=3)
+    lean = Mixer(MixerConfig(initial_capacity=4, vad=vad))
+    general = Mixer(MixerConfig(initial_capacity=4, vad=vad))
+    rooms = [0] * 40 + [1] * 20 + [2] * 3
+    slots = [lean.add_leg(room, codec) for room in rooms]
+    assert [general.add_leg(room, codec) for room in rooms] == slots
+    general.set_gain(general.add_leg(9, codec), 0.5)
+    n = len(slots)
+    everybody = np.ones(n, dtype=np.bool_)
+    one = np.zeros(n, dtype=np.bool_)
+    one[5] = True
+    some = rng.random(n) < 0.5
+    phases = [everybody] * 4 + [one] * 6 + [some] * 3 + [one] * 2 + [everybody] * 3
+    for loud in phases:
+        loud_spans = [8000, 32768] if loud.all() else [200, 300, 8000, 32768]
+        spans = np.where(loud, rng.choice(loud_spans, n), 20)
+        sending = everybody if loud.all() else rng.random(n) < 0.9
+        for slot in slots:
+            pcm = rng.integers(-spans[slot], spans[slot], SAMPLES).astype(np.int16)
+            for mixer in (lean, general):
+                mixer.payload_in[slot] = codec.encode(pcm)
+                mixer.has_input[slot] = bool(sending[slot])
+        a, b = lean.mix(), general.mix()
+        for slot in slots:
+            assert a.payload(slot) == b.payload(slot), slot
+        np.testing.assert_array_equal(a.talking[:n], b.talking[:n])
+        np.testing.assert_array_equal(a.level_dbov[:n], b.level_dbov[:n])
+        assert a.started.tolist() == b.started.tolist()
+        assert a.stopped.tolist() == b.stopped.tolist()
