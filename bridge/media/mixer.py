@@ -29,6 +29,7 @@ rooms can be spread over processes by giving each its own Mixer.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -74,6 +75,28 @@ class MixerConfig:
             raise ValueError("samples per frame must be a positive even number")
 
 
+class _Levels:
+    """One tick's per-slot dBov levels, built on first use (the engine reads a few of them, for
+    the legs that started or stopped talking); later reads return the same array."""
+
+    __slots__ = ("_build", "_levels")
+
+    def __init__(
+        self,
+        levels: npt.NDArray[np.float32] | None = None,
+        build: Callable[[], npt.NDArray[np.float32]] | None = None,
+    ) -> None:
+        self._levels = levels
+        self._build = build
+
+    def get(self) -> npt.NDArray[np.float32]:
+        if self._levels is None:
+            assert self._build is not None
+            self._levels = self._build()
+            self._build = None
+        return self._levels
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MixOutput:
     """One tick's outgoing audio.
@@ -87,11 +110,16 @@ class MixOutput:
     frames: npt.NDArray[np.uint8]
     rows: IntArray
     talking: BoolArray
-    level_dbov: npt.NDArray[np.float32]
+    levels: _Levels = field(repr=False)
     started: IntArray
     stopped: IntArray
     encoded: int
     """How many frames were encoded this tick (shared frames count once)."""
+
+    @property
+    def level_dbov(self) -> npt.NDArray[np.float32]:
+        """Per slot: this tick's level in dBov (RFC 6464 §3), computed on first access."""
+        return self.levels.get()
 
     def payload(self, slot: int) -> bytes:
         """The encoded payload to send to ``slot``."""
@@ -134,6 +162,7 @@ class _Layout:
     any_relay: bool
     quiet_level: npt.NDArray[np.float32]  # per slot: dBov of quiet_power
     hear_slots: IntArray
+    hear_all: bool  # every slot below the high-water mark hears its room
     hear_rooms: IntArray  # room_index of hear_slots
     hear_count: IntArray  # per room: legs that hear the room
     deaf_slots: IntArray  # active deaf (or relayed) legs: they hear the silence row
@@ -496,7 +525,7 @@ class Mixer:
             frames=self._out[:cursor],
             rows=rows,
             talking=vad.talking,
-            level_dbov=vad.level_dbov,
+            levels=_Levels(vad.level_dbov),
             started=vad.started,
             stopped=vad.stopped,
             encoded=encoded,
@@ -526,9 +555,9 @@ class Mixer:
             codes = payload
         else:
             codes = self._codes[:count]
-            np.take(payload, cands, axis=0, out=codes)
+            payload.take(cands, axis=0, out=codes)
         decoded = self._decoded[:count]
-        np.take(layout.pair_decode, codes.view(np.uint16), out=decoded.view(np.uint32))
+        layout.pair_decode.take(codes.view(np.uint16), out=decoded.view(np.uint32))
         floats = self._floats[:count]
         np.copyto(floats, decoded)
         power = self._measured_power[:count]
@@ -536,16 +565,22 @@ class Mixer:
         power *= np.float32(1.0 / samples)
         fresh = has_input[cands]
         power *= fresh  # a talking leg without a packet is silent
-        rest_level = self._power[:n]
-        rest_level.fill(LEVEL_FLOOR_DBOV)
-        np.copyto(rest_level, layout.quiet_level, where=has_input)
-        vad = self._vad.update_subset(n, cands, power, rest_level)
+        vad = self._vad.update_subset(n, cands, power)
+        sent = self._sent[:n]
+        np.copyto(sent, has_input)  # has_input is cleared below; the levels are built later
+
+        def levels() -> npt.NDArray[np.float32]:
+            level = self._power[:n]  # screened legs: their bound, or the floor without a packet
+            level.fill(LEVEL_FLOOR_DBOV)
+            np.copyto(level, layout.quiet_level, where=sent)
+            level[cands] = vad.level_dbov
+            return level
 
         # 2. the talkers, in room order
         feed = vad.gate & fresh
         if not layout.all_mixable:
             feed &= layout.mixable[cands]
-        chosen = np.nonzero(feed)[0]
+        chosen = feed.nonzero()[0]
         feeders = cands[chosen]
         talkers = feeders.size
         rows = layout.base_rows.copy()
@@ -556,7 +591,7 @@ class Mixer:
                 pcm = decoded
             else:
                 pcm = self._pcm[:talkers]
-                np.take(decoded, chosen, axis=0, out=pcm)
+                decoded.take(chosen, axis=0, out=pcm)
             cursor = self._mix_talkers(layout, feeders, pcm, rows, cursor)
 
         # 3. two-party relay: copy the partner's payload bytes (no decode, no encode)
@@ -576,7 +611,7 @@ class Mixer:
             frames=self._out[:cursor],
             rows=rows,
             talking=vad.talking,
-            level_dbov=vad.level_dbov,
+            levels=_Levels(build=levels),
             started=vad.started,
             stopped=vad.stopped,
             encoded=cursor - 2 - relayed,
@@ -610,7 +645,7 @@ class Mixer:
             if 16 * self._last_candidates < n:  # few loud legs: find the loud words
                 hit = self._screen_hit[:n]
                 np.not_equal(words, 0, out=hit)
-                loud_words = np.nonzero(hit.ravel())[0]
+                loud_words = hit.ravel().nonzero()[0]
                 loud_words //= per_row
                 candidate.fill(False)
                 candidate[loud_words] = True
@@ -630,7 +665,7 @@ class Mixer:
         if layout.holes:
             candidate &= self._active[:n]
         if layout.in_order:
-            cands = np.nonzero(candidate)[0]
+            cands = candidate.nonzero()[0]
         else:
             cands = layout.by_room[candidate[layout.by_room]]
         self._last_candidates = cands.size
@@ -669,7 +704,7 @@ class Mixer:
             block16 = self._scratch16[: size * samples].reshape(width, nrooms, samples)
             np.copyto(block16, block, casting="unsafe")
             out = self._out[cursor : cursor + size].reshape(width, nrooms, samples)
-            np.take(layout.encode, block16.view(np.uint16), out=out)
+            layout.encode.take(block16.view(np.uint16), out=out)
             own_rows = np.arange(cursor, cursor + size).reshape(width, nrooms)
             cursor += size
             _clip16(total)
@@ -679,17 +714,22 @@ class Mixer:
         # every leg of the room that hears it and is not a talker shares one frame
         if layout.any_deaf:
             hearing = layout.hears_room[feeders].reshape(nrooms, width).sum(axis=1)
-            wanted = np.nonzero(layout.hear_count[talker_rooms] > hearing)[0]
+            wanted = (layout.hear_count[talker_rooms] > hearing).nonzero()[0]
         else:
-            wanted = np.nonzero(layout.hear_count[talker_rooms] > width)[0]
+            wanted = (layout.hear_count[talker_rooms] > width).nonzero()[0]
         shared = wanted.size
         if shared:
             target = self._out[cursor : cursor + shared]
             source = shared16 if shared == nrooms else shared16[wanted]
-            np.take(layout.encode, source.view(np.uint16), out=target)
-            room_row = np.full(layout.rooms, layout.silence_row, dtype=np.intp)
-            room_row[talker_rooms[wanted]] = np.arange(cursor, cursor + shared)
-            rows[layout.hear_slots] = room_row[layout.hear_rooms]
+            layout.encode.take(source.view(np.uint16), out=target)
+            if layout.rooms > 1:
+                room_row = np.full(layout.rooms, layout.silence_row, dtype=np.intp)
+                room_row[talker_rooms[wanted]] = np.arange(cursor, cursor + shared)
+                rows[layout.hear_slots] = room_row[layout.hear_rooms]
+            elif layout.hear_all:
+                rows.fill(cursor)
+            else:
+                rows[layout.hear_slots] = cursor
             cursor += shared
         if width == 1:
             rows[feeders] = layout.silence_row
@@ -983,6 +1023,7 @@ class Mixer:
             any_relay=bool(relay.any()),
             quiet_level=quiet_level,
             hear_slots=hear_slots,
+            hear_all=bool(hear_slots.size == n),
             hear_rooms=room_index[hear_slots],
             hear_count=np.bincount(room_index[hear_slots], minlength=room_ids.size),
             deaf_slots=np.nonzero(active & ~hears_room)[0],
@@ -1018,6 +1059,7 @@ class Mixer:
         self._screen_hit = np.zeros((capacity, words), dtype=np.bool_)
         self._measured_power = np.zeros(capacity, dtype=np.float32)
         self._power = np.zeros(capacity, dtype=np.float32)
+        self._sent = np.zeros(capacity, dtype=np.bool_)
         # a padded bucket holds at most 2x the talkers (+ announcements)
         self._scratch16 = np.zeros((4 * capacity + 2) * samples, dtype=np.int16)
         self._scratch32 = np.zeros((4 * capacity + 2) * samples, dtype=np.int32)

@@ -202,31 +202,29 @@ class Vad:
         )
 
     def update_subset(
-        self, legs: int, candidates: npt.NDArray[np.intp], mean_square: npt.NDArray[np.float32],
-        rest_level: npt.NDArray[np.float32],
+        self, legs: int, candidates: npt.NDArray[np.intp], mean_square: npt.NDArray[np.float32]
     ) -> SubsetResult:
         """Advance legs ``0..legs-1`` by one frame when only ``candidates`` may be loud.
 
         The caller guarantees that every other leg is quiet this frame and not talking (a
-        silent leg with a quiet frame stays at state 0), and gives their levels in
-        ``rest_level``; ``mean_square`` is the candidates' power, in the order of
-        ``candidates`` (unique slots, any order). Not for the adaptive gate, whose noise floor
-        follows every leg. Same verdicts as ``update_power`` on the full power vector.
+        silent leg with a quiet frame stays at state 0); ``mean_square`` is the candidates'
+        power, in the order of ``candidates`` (unique slots, any order). Only the candidates'
+        levels are computed (``SubsetResult.level_dbov``, in their order): the caller knows the
+        others'. Not for the adaptive gate, whose noise floor follows every leg. Same verdicts as
+        ``update_power`` on the full power vector.
         """
         cfg = self.config
         if cfg.adaptive:
             raise ValueError("update_subset does not track the adaptive noise floor")
-        level = self._level[:legs]
-        np.copyto(level, rest_level)
-        own = self._own_level[: candidates.size]
+        count = candidates.size
+        own = self._own_level[:count]
         dbov(mean_square, out=own)
-        level[candidates] = own
-        loud = np.greater_equal(own, np.float32(cfg.threshold_dbov))
+        loud = self._loud[:count]
+        np.greater_equal(own, np.float32(cfg.threshold_dbov), out=loud)
 
         state = self._state
         before = state[candidates]
-        index = loud.astype(np.intp)
-        index *= self._span
+        index = np.multiply(loud, self._span, dtype=np.intp)  # next[loud * span + s]
         index += before
         after = self._next[index]
         state[self._live] = 0  # silent legs outside the candidates had a quiet frame
@@ -236,22 +234,22 @@ class Vad:
         self._talking[candidates] = talking
         gate = talking | loud if cfg.gate_on_onset else talking
         was_talking = before >= cfg.start_frames
-        if np.array_equal(talking, was_talking):
-            started = stopped = _NONE
-        else:
-            changed = talking ^ was_talking
+        changed = talking ^ was_talking
+        if np.count_nonzero(changed):
             started = np.sort(candidates[changed & talking])
             stopped = np.sort(candidates[changed & was_talking])
+        else:
+            started = stopped = _NONE
         return SubsetResult(
-            talking=self._talking[:legs], gate=gate, level_dbov=level, started=started,
+            talking=self._talking[:legs], gate=gate, level_dbov=own, started=started,
             stopped=stopped,
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubsetResult:
-    """``Vad.update_subset``'s verdict: ``gate`` follows the order of the candidates, the other
-    arrays are as in ``VadResult`` (views valid until the next update)."""
+    """``Vad.update_subset``'s verdict: ``gate`` and ``level_dbov`` follow the order of the
+    candidates, the other arrays are as in ``VadResult`` (views valid until the next update)."""
 
     talking: npt.NDArray[np.bool_]
     gate: npt.NDArray[np.bool_]
