@@ -26,9 +26,12 @@ __all__ = [
     "ALAW_DECODE",
     "ALAW_ENCODE",
     "ALAW_PAIR_DECODE",
+    "ALAW_WIDE_ENCODE",
     "ULAW_DECODE",
     "ULAW_ENCODE",
     "ULAW_PAIR_DECODE",
+    "ULAW_WIDE_ENCODE",
+    "WIDE_OFFSET",
     "Codec",
     "alaw_decode",
     "alaw_encode",
@@ -134,6 +137,27 @@ def _pair_table(table: PcmArray) -> npt.NDArray[np.uint32]:
 ULAW_PAIR_DECODE = _pair_table(ULAW_DECODE)
 ALAW_PAIR_DECODE = _pair_table(ALAW_DECODE)
 _PAIR_OF = {id(ULAW_DECODE): ULAW_PAIR_DECODE, id(ALAW_DECODE): ALAW_PAIR_DECODE}
+
+
+WIDE_OFFSET = 65536
+"""``*_WIDE_ENCODE[v + WIDE_OFFSET]`` encodes any int32 ``v`` in [-65536, 65536)."""
+
+
+def _wide_table(table: CodeArray) -> CodeArray:
+    """Encode of every value in [-65536, 65536) saturated to int16, indexed by value + 65536.
+
+    A sum of two int16 samples (the N-1 frame of a room with three talkers) is encoded in one
+    lookup on its int32 index, without a clip and a cast to int16 first.
+    """
+    values = np.arange(-WIDE_OFFSET, WIDE_OFFSET, dtype=np.int32)
+    saturated = np.clip(values, -32768, 32767).astype(np.int16)
+    result: CodeArray = table[saturated.view(np.uint16)]
+    result.setflags(write=False)
+    return result
+
+
+ULAW_WIDE_ENCODE = _wide_table(ULAW_ENCODE)
+ALAW_WIDE_ENCODE = _wide_table(ALAW_ENCODE)
 
 
 def as_payload_array(payload: PayloadLike) -> CodeArray:

@@ -40,8 +40,11 @@ from bridge.codecs.g711 import (
     ALAW_DECODE,
     ALAW_ENCODE,
     ALAW_PAIR_DECODE,
+    ALAW_WIDE_ENCODE,
     ULAW_ENCODE,
     ULAW_PAIR_DECODE,
+    ULAW_WIDE_ENCODE,
+    WIDE_OFFSET,
     Codec,
 )
 from bridge.media.vad import FULL_SCALE_POWER, LEVEL_FLOOR_DBOV, Vad, VadConfig, dbov
@@ -154,6 +157,7 @@ class _Layout:
     fast: bool
     pair_decode: npt.NDArray[np.uint32]
     encode: npt.NDArray[np.uint8]
+    wide_encode: npt.NDArray[np.uint8]  # indexed by an int32 value + WIDE_OFFSET, saturating
     silence_row: int
     in_order: bool  # by_room is 0..n-1 (slots already sorted by room, none free)
     holes: bool  # some slot below the high-water mark is free
@@ -692,24 +696,26 @@ class Mixer:
                 return self._mix_buckets(layout, feeders, feeder_rooms, rows, cursor)
         talker_rooms = layout.room_index[feeders[::width]]
         size = width * nrooms
-        if width == 1:  # alone in the mix: the room hears the talker, the talker hears silence
-            shared16 = pcm
-        else:
+        total: npt.NDArray[np.int32] | None = None
+        if width > 1:  # a lone talker hears silence, the room hears the talker
             block = self._scratch32[: size * samples].reshape(width, nrooms, samples)
             np.copyto(block, pcm.reshape(nrooms, width, samples).transpose(1, 0, 2))
             total = self._total[: nrooms * samples].reshape(nrooms, samples)
             np.add.reduce(block, axis=0, out=total)
-            np.subtract(total, block, out=block)  # exactly what was added, removed again
-            _clip16(block)  # clipped once, at the end
-            block16 = self._scratch16[: size * samples].reshape(width, nrooms, samples)
-            np.copyto(block16, block, casting="unsafe")
             out = self._out[cursor : cursor + size].reshape(width, nrooms, samples)
-            layout.encode.take(block16.view(np.uint16), out=out)
+            if width <= 3:  # |N-1| <= 2 x 32256 < WIDE_OFFSET: one lookup also saturates
+                offset_total = self._offset_total[: nrooms * samples].reshape(nrooms, samples)
+                np.add(total, WIDE_OFFSET, out=offset_total)
+                np.subtract(offset_total, block, out=block)  # what was added, removed again
+                layout.wide_encode.take(block, out=out)
+            else:
+                np.subtract(total, block, out=block)  # exactly what was added, removed again
+                _clip16(block)  # clipped once, at the end
+                block16 = self._scratch16[: size * samples].reshape(width, nrooms, samples)
+                np.copyto(block16, block, casting="unsafe")
+                layout.encode.take(block16.view(np.uint16), out=out)
             own_rows = np.arange(cursor, cursor + size).reshape(width, nrooms)
             cursor += size
-            _clip16(total)
-            shared16 = block16[0]  # already encoded: reuse for the shared frames
-            np.copyto(shared16, total, casting="unsafe")
 
         # every leg of the room that hears it and is not a talker shares one frame
         if layout.any_deaf:
@@ -719,6 +725,12 @@ class Mixer:
             wanted = (layout.hear_count[talker_rooms] > width).nonzero()[0]
         shared = wanted.size
         if shared:
+            if total is None:
+                shared16 = pcm
+            else:
+                _clip16(total)
+                shared16 = self._scratch16[: nrooms * samples].reshape(nrooms, samples)
+                np.copyto(shared16, total, casting="unsafe")
             target = self._out[cursor : cursor + shared]
             source = shared16 if shared == nrooms else shared16[wanted]
             layout.encode.take(source.view(np.uint16), out=target)
@@ -1015,6 +1027,7 @@ class Mixer:
             fast=codec is not None and not gain_slots.size and not vad.adaptive,
             pair_decode=ALAW_PAIR_DECODE if codec is Codec.PCMA else ULAW_PAIR_DECODE,
             encode=ALAW_ENCODE if codec is Codec.PCMA else ULAW_ENCODE,
+            wide_encode=ALAW_WIDE_ENCODE if codec is Codec.PCMA else ULAW_WIDE_ENCODE,
             silence_row=SILENCE_ROW[codec if codec is not None else Codec.PCMU],
             in_order=bool(by_room.size == n and (by_room == np.arange(n)).all()),
             holes=bool(slots.size != n),
@@ -1064,6 +1077,7 @@ class Mixer:
         self._scratch16 = np.zeros((4 * capacity + 2) * samples, dtype=np.int16)
         self._scratch32 = np.zeros((4 * capacity + 2) * samples, dtype=np.int32)
         self._total = np.zeros((2 * capacity + 1) * samples, dtype=np.int32)
+        self._offset_total = np.zeros((2 * capacity + 1) * samples, dtype=np.int32)
         self._vad.resize(capacity)
         self._capacity = capacity
         self._layout = None

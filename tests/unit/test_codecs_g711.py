@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 from bridge.codecs.g711 import (
     ALAW_DECODE,
     ALAW_ENCODE,
+    ALAW_WIDE_ENCODE,
     ULAW_DECODE,
     ULAW_ENCODE,
+    ULAW_WIDE_ENCODE,
+    WIDE_OFFSET,
     Codec,
     alaw_decode,
     alaw_encode,
@@ -150,3 +153,17 @@ def test_codec_registry() -> None:
 def test_decode_wire_bytes_matches_audioop(payload: bytes) -> None:
     np.testing.assert_array_equal(ulaw_decode(payload), _pcm(audioop.ulaw2lin(payload, 2)))
     np.testing.assert_array_equal(alaw_decode(payload), _pcm(audioop.alaw2lin(payload, 2)))
+
+
+@pytest.mark.parametrize(
+    ("wide", "lin2law"),
+    [(ULAW_WIDE_ENCODE, "lin2ulaw"), (ALAW_WIDE_ENCODE, "lin2alaw")],
+)
+def test_wide_encode_saturates_like_audioop(wide: np.ndarray, lin2law: str) -> None:
+    """The int32-indexed table equals audioop's encoding of the value saturated to int16."""
+    values = np.arange(-WIDE_OFFSET, WIDE_OFFSET, dtype=np.int64)
+    saturated = np.clip(values, -32768, 32767).astype("<i2")
+    expected = np.frombuffer(getattr(audioop, lin2law)(saturated.tobytes(), 2), np.uint8)
+    assert wide.shape == (2 * WIDE_OFFSET,)
+    np.testing.assert_array_equal(wide, expected)
+    assert not wide.flags.writeable
