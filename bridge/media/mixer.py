@@ -569,7 +569,7 @@ class Mixer:
         power *= np.float32(1.0 / samples)
         fresh = has_input[cands]
         power *= fresh  # a talking leg without a packet is silent
-        vad = self._vad.update_subset(n, cands, power)
+        vad = self._vad.update_subset(n, cands, power, dense=count == n and layout.in_order)
         sent = self._sent[:n]
         np.copyto(sent, has_input)  # has_input is cleared below; the levels are built later
 

@@ -202,7 +202,12 @@ class Vad:
         )
 
     def update_subset(
-        self, legs: int, candidates: npt.NDArray[np.intp], mean_square: npt.NDArray[np.float32]
+        self,
+        legs: int,
+        candidates: npt.NDArray[np.intp],
+        mean_square: npt.NDArray[np.float32],
+        *,
+        dense: bool = False,
     ) -> SubsetResult:
         """Advance legs ``0..legs-1`` by one frame when only ``candidates`` may be loud.
 
@@ -211,7 +216,9 @@ class Vad:
         power, in the order of ``candidates`` (unique slots, any order). Only the candidates'
         levels are computed (``SubsetResult.level_dbov``, in their order): the caller knows the
         others'. Not for the adaptive gate, whose noise floor follows every leg. Same verdicts as
-        ``update_power`` on the full power vector.
+        ``update_power`` on the full power vector. ``dense`` says that ``candidates`` is
+        ``0..legs-1`` in order (everybody may be loud): the state is then updated in place,
+        without gathers and scatters.
         """
         cfg = self.config
         if cfg.adaptive:
@@ -221,6 +228,8 @@ class Vad:
         dbov(mean_square, out=own)
         loud = self._loud[:count]
         np.greater_equal(own, np.float32(cfg.threshold_dbov), out=loud)
+        if dense:
+            return self._update_dense(legs, loud, own)
 
         state = self._state
         before = state[candidates]
@@ -243,6 +252,30 @@ class Vad:
         return SubsetResult(
             talking=self._talking[:legs], gate=gate, level_dbov=own, started=started,
             stopped=stopped,
+        )
+
+    def _update_dense(
+        self, legs: int, loud: npt.NDArray[np.bool_], own: npt.NDArray[np.float32]
+    ) -> SubsetResult:
+        """``update_subset`` when every leg 0..legs-1 is a candidate, in slot order."""
+        cfg = self.config
+        state = self._state[:legs]
+        talking = self._talking[:legs]
+        was_talking = talking.copy()
+        index = np.multiply(loud, self._span, dtype=np.intp)  # next[loud * span + s]
+        index += state
+        self._next.take(index, out=state)
+        self._live = state.nonzero()[0]
+        np.greater_equal(state, cfg.start_frames, out=talking)
+        gate = talking | loud if cfg.gate_on_onset else talking.copy()
+        changed = talking ^ was_talking
+        if np.count_nonzero(changed):
+            started = (changed & talking).nonzero()[0]
+            stopped = (changed & was_talking).nonzero()[0]
+        else:
+            started = stopped = _NONE
+        return SubsetResult(
+            talking=talking, gate=gate, level_dbov=own, started=started, stopped=stopped
         )
 
 

@@ -121,3 +121,27 @@ def test_resize_keeps_state() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         VadConfig(start_frames=0)
+
+
+@pytest.mark.parametrize("gate_on_onset", [True, False])
+def test_subset_updates_match_the_full_update(gate_on_onset: bool) -> None:
+    """Dense (every leg a candidate) and sparse (loud or talking legs only, shuffled) subset
+    updates give the verdicts of ``update_power`` on the whole power vector, tick by tick."""
+    cfg = VadConfig(start_frames=2, hangover_frames=3, gate_on_onset=gate_on_onset)
+    threshold = 32768.0**2 * 10 ** (cfg.threshold_dbov / 10)
+    legs = 24
+    full, dense, sparse = (Vad(cfg, legs) for _ in range(3))
+    rng = np.random.default_rng(5)
+    for _tick in range(40):
+        power = (threshold * rng.choice([0.0, 0.5, 0.999, 1.001, 3.0], legs)).astype(np.float32)
+        want = full.update_power(power)
+        got = dense.update_subset(legs, np.arange(legs), power, dense=True)
+        maybe = np.nonzero((power >= threshold) | sparse.talking[:legs])[0]
+        rng.shuffle(maybe)
+        some = sparse.update_subset(legs, maybe, power[maybe])
+        for result, order in ((got, np.arange(legs)), (some, maybe)):
+            np.testing.assert_array_equal(result.talking[:legs], want.talking)
+            np.testing.assert_array_equal(result.gate, want.gate[order])
+            np.testing.assert_array_equal(result.level_dbov, want.level_dbov[order])
+            assert result.started.tolist() == want.started.tolist()
+            assert result.stopped.tolist() == want.stopped.tolist()
