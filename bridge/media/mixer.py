@@ -703,17 +703,16 @@ class Mixer:
             total = self._total[: nrooms * samples].reshape(nrooms, samples)
             np.add.reduce(block, axis=0, out=total)
             out = self._out[cursor : cursor + size].reshape(width, nrooms, samples)
-            if width <= 3:  # |N-1| <= 2 x 32256 < WIDE_OFFSET: one lookup also saturates
-                offset_total = self._offset_total[: nrooms * samples].reshape(nrooms, samples)
-                np.add(total, WIDE_OFFSET, out=offset_total)
-                np.subtract(offset_total, block, out=block)  # what was added, removed again
+            offset_total = self._offset_total[: nrooms * samples].reshape(nrooms, samples)
+            np.add(total, WIDE_OFFSET, out=offset_total)
+            np.subtract(offset_total, block, out=block)  # exactly what was added, removed again
+            # one lookup encodes and saturates (clipped once, at the end): with up to three
+            # talkers |N-1| <= 2 x 32256 < WIDE_OFFSET stays inside the wide table; with more,
+            # take's "clip" mode clamps the index to the table's ends, -32768 and 32767
+            if width <= 3:
                 layout.wide_encode.take(block, out=out)
             else:
-                np.subtract(total, block, out=block)  # exactly what was added, removed again
-                _clip16(block)  # clipped once, at the end
-                block16 = self._scratch16[: size * samples].reshape(width, nrooms, samples)
-                np.copyto(block16, block, casting="unsafe")
-                layout.encode.take(block16.view(np.uint16), out=out)
+                layout.wide_encode.take(block, out=out, mode="clip")
             own_rows = np.arange(cursor, cursor + size).reshape(width, nrooms)
             cursor += size
 
