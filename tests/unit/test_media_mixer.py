@@ -550,3 +550,23 @@ def test_lean_tick_saturates_like_the_reference(
         assert out.payload(slot) == expected[slot], slot
     extremes = {codec.encode(const(v))[0] for v in (-32768, 32767)}
     assert extremes <= {byte for slot in legs for byte in out.payload(slot)}
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.5])  # the lean tick and the general path
+def test_levels_are_built_once_per_tick(gain: float) -> None:
+    """``level_dbov`` is computed on first read and then the same array: a leg with a packet
+    has its level (exact for the measured, a bound below the threshold for screened ones), a
+    leg without one the RFC 6464 floor."""
+    mixer = instant_mixer(relay=False)
+    codec = Codec.PCMU
+    loud, faint, absent = (mixer.add_leg(1, codec) for _ in range(3))
+    mixer.set_gain(loud, gain)
+    send(mixer, loud, codec, const(3000))
+    send(mixer, faint, codec, const(5))
+    out = mixer.mix()
+    levels = out.level_dbov
+    assert out.level_dbov is levels
+    expected = 20 * np.log10(gain * float(codec.decode(codec.encode(const(3000)))[0]) / 32768)
+    assert levels[loud] == pytest.approx(expected, abs=1e-3)
+    assert -127.0 < levels[faint] < -42.0
+    assert levels[absent] == -127.0
