@@ -542,10 +542,12 @@ class Mixer:
         calls; the output is exactly that of the general path.
 
         Only the *candidates* (legs with input and a code that may be loud, or talking) are
-        decoded and measured, and the VAD advances only them (``Vad.update_subset``). When every
-        room with talkers has the same number of them (one room; rooms of equal activity), the
-        sums, N-1 frames and shared frames are one padded (talkers x rooms) int32 block, without
-        buckets; a room with a single talker needs no N-1 arithmetic (it hears silence).
+        decoded and measured, and the VAD advances only them (``Vad.update_subset``); the screen
+        reads 8 codes per word and is skipped when everybody talks. When every room with talkers
+        has the same number of them (one room; rooms of equal activity), the sums and N-1
+        frames are one padded (talkers x rooms) int32 block, without buckets, encoded and
+        saturated by one lookup in the wide table; a room with a single talker needs no N-1
+        arithmetic (it hears silence). Levels are built only if ``level_dbov`` is read.
         """
         n = self._count
         samples = self.config.samples
