@@ -73,6 +73,7 @@ class Leg:
     local_sdp: SessionDescription | None = None
     session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
     established_at: float | None = None
+    offer_pending: bool = False  # we sent an offer (dial-out, offerless re-INVITE)
 
 
 class CallController(Protocol):
@@ -168,6 +169,7 @@ class BridgeApp:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._admitting = 0  # calls past admission control, not answered yet
+        self._stopping = False
         self.media_listeners: list[Callable[[MediaEvent], None]] = []
         self.sip_listeners: list[Callable[[Event], None]] = []
         self.local: Addr = ("0.0.0.0", 0)
@@ -216,6 +218,7 @@ class BridgeApp:
     async def stop(self) -> None:
         """BYE every call, wait briefly for the answers, close everything."""
         assert self._loop is not None and self.endpoint is not None
+        self._stopping = True  # from now on new INVITEs get 503
         had_calls = bool(self.endpoint.active_calls())
         self.endpoint.shutdown(self._loop.time())
         self._pump()
@@ -246,14 +249,23 @@ class BridgeApp:
         """Send what the endpoint produced, handle its events, re-arm its timer."""
         endpoint = self.endpoint
         assert endpoint is not None and self._loop is not None
-        while True:
-            for out in endpoint.datagrams_to_send():
-                self.transport.send(out.data, out.addr, out.transport)
-            events = endpoint.events()
-            if not events:
-                break
-            for event in events:
-                self._on_sip_event(event)
+        try:
+            while True:
+                for out in endpoint.datagrams_to_send():
+                    self.transport.send(out.data, out.addr, out.transport)
+                events = endpoint.events()
+                if not events:
+                    break
+                for event in events:
+                    try:
+                        self._on_sip_event(event)
+                    except Exception:  # one call's handler failed: the others go on
+                        log.exception("handling %r failed", event)
+        finally:
+            self._rearm(endpoint)
+
+    def _rearm(self, endpoint: SipEndpoint) -> None:
+        assert self._loop is not None
         deadline = endpoint.next_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -267,8 +279,10 @@ class BridgeApp:
         assert self._loop is not None and self.endpoint is not None
         self._timer = None
         self._timer_at = None
-        self.endpoint.handle_timer(self._loop.time())
-        self._pump()
+        try:
+            self.endpoint.handle_timer(self._loop.time())
+        finally:
+            self._pump()
 
     def _authorize(self, request: SipRequest, source: Addr) -> int | None:
         """Only INVITEs from the allowed networks (trunks, PBX, LAN) are served."""
@@ -340,6 +354,9 @@ class BridgeApp:
 
     async def _answer(self, offered: CallOffered) -> None:
         """Admission control first (503 + Retry-After near capacity), then answer."""
+        if self._stopping:
+            self._reject(offered.call, 503, headers=(("Retry-After", "30"),))
+            return
         refusal = self.admission()
         if refusal is not None:
             log.warning("call %s refused with %d: %s", offered.call, refusal.status,
@@ -350,6 +367,10 @@ class BridgeApp:
         self._admitting += 1
         try:
             await self._answer_admitted(offered)
+        except Exception:  # e.g. the store failed: answer the caller, free the ports
+            log.exception("answering call %s failed", offered.call)
+            self.media.remove_leg(offered.call)
+            self._reject(offered.call, 500)
         finally:
             self._admitting -= 1
 
@@ -394,6 +415,12 @@ class BridgeApp:
             self.media.remove_leg(call)
             self._reject(call, 400)
             return
+        if not self._usable(result.media):
+            log.info("call %s offers media at %r: not an address our RTP sockets reach",
+                     call, result.media.remote_address)
+            self.media.remove_leg(call)
+            self._reject(call, 488)
+            return
         leg.media = result.media
         leg.local_sdp = result.sdp
         if not endpoint.answer(call, result.sdp.to_bytes(), self._loop.time()):
@@ -413,6 +440,18 @@ class BridgeApp:
         self.endpoint.reject(call, status, self._loop.time(), headers=headers)
         self._pump()
 
+    def _usable(self, media: NegotiatedMedia) -> bool:
+        """The remote media address must be an IP literal of our RTP sockets' family: a host
+        name would need a lookup per packet, and the wrong family cannot be sent to."""
+        if not media.sends or not media.remote_port:
+            return True
+        try:
+            address = ipaddress.ip_address(media.remote_address)
+        except ValueError:
+            return False
+        family = 6 if ":" in self.config.rtp.bind_host else 4
+        return address.version == family
+
     def _media_address(self, peer_host: str) -> str:
         if self.config.sip.external_address:
             return self.config.sip.external_address
@@ -427,12 +466,22 @@ class BridgeApp:
         if leg is None or leg.media is None or leg.local_sdp is None:
             endpoint.reject_reinvite(call, 488, self._loop.time())
             return
-        if not sdp:  # offerless re-INVITE (session refresh): our current SDP is the offer
-            endpoint.answer_reinvite(call, leg.local_sdp.to_bytes(), self._loop.time())
+        if not sdp:
+            # Offerless re-INVITE (a refresh, or resuming from hold): our 200 carries a fresh
+            # sendrecv offer (not our last answer, which may be recvonly after a hold); the
+            # answer arrives in the ACK (RemoteSdpChanged).
+            fresh = offer(local_address=leg.local_sdp.origin.address, local_port=leg.local_port,
+                          session_id=leg.session_id,
+                          session_version=leg.local_sdp.origin.session_version + 1)
+            leg.local_sdp, leg.offer_pending = fresh, True
+            endpoint.answer_reinvite(call, fresh.to_bytes(), self._loop.time())
             return
         try:
             result = reanswer(leg.local_sdp, leg.media, parse_sdp(sdp))
         except (SdpError, NoCommonCodecError):
+            endpoint.reject_reinvite(call, 488, self._loop.time())
+            return
+        if not self._usable(result.media):
             endpoint.reject_reinvite(call, 488, self._loop.time())
             return
         leg.media, leg.local_sdp = result.media, result.sdp
@@ -441,13 +490,18 @@ class BridgeApp:
             self.media.engine.update_leg(call, leg_media(result.media))
 
     def _remote_sdp_changed(self, call: str, sdp: bytes) -> None:
+        """The answer to an offer of ours (in the ACK, or to our re-INVITE)."""
         leg = self.legs.get(call)
-        if leg is None or leg.local_sdp is None or not leg.outbound:
+        if leg is None or leg.local_sdp is None or not (leg.outbound or leg.offer_pending):
             return
+        leg.offer_pending = False
         try:
-            leg.media = accept_answer(leg.local_sdp, parse_sdp(sdp))
+            media = accept_answer(leg.local_sdp, parse_sdp(sdp))
         except (SdpError, InvalidAnswerError, NoCommonCodecError):
             return
+        if not self._usable(media):
+            return
+        leg.media = media
         if call in self.media.engine:
             self.media.engine.update_leg(call, leg_media(leg.media))
 
@@ -471,8 +525,12 @@ class BridgeApp:
         our_offer = offer(local_address=self._media_address(host), local_port=port,
                           session_id=session_id, session_version=1)
         from_uri = caller or f"sip:bridge@{endpoint.config.sent_by_host}"
-        call = endpoint.invite(uri, from_uri, our_offer.to_bytes(), self._loop.time(),
-                               credentials=credentials)
+        try:
+            call = endpoint.invite(uri, from_uri, our_offer.to_bytes(), self._loop.time(),
+                                   credentials=credentials)
+        except ValueError:  # SipParseError for a malformed URI: free the ports, tell the caller
+            self.media.remove_leg(temp_id)
+            raise
         self.media.rename_leg(temp_id, call)
         self.legs[call] = Leg(call=call, room=room, outbound=True, caller=from_uri, dialed=uri,
                               source=None, local_port=port, local_sdp=our_offer,
@@ -487,6 +545,8 @@ class BridgeApp:
         try:
             leg.media = accept_answer(leg.local_sdp, parse_sdp(sdp))
         except (SdpError, InvalidAnswerError, NoCommonCodecError):
+            leg.media = None
+        if leg.media is None or not self._usable(leg.media):
             log.warning("unusable SDP answer on call %s: hanging up", call)
             self.hangup(call)
             return
@@ -516,7 +576,7 @@ def serve(config: Config, *, log_level: str = "INFO") -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     async def main() -> int:
-        from bridge.media.prompts import PromptLibrary
+        from bridge.media.prompts import PromptError, PromptLibrary
         from bridge.runtime.conference import ConferenceController, ControllerConfig
         from bridge.store.sqlite import SqliteStore
 
@@ -528,12 +588,22 @@ def serve(config: Config, *, log_level: str = "INFO") -> int:
         interrupted = await store.close_interrupted(node_id, time.time())
         if interrupted:
             log.info("closed %d call record(s) left open by a previous run", interrupted)
+        prompts = PromptLibrary(config.prompts_dir)
+        try:
+            # Load (and so validate) every prompt now: a missing or malformed file is an error
+            # at start, not a silent failure in the middle of somebody's call.
+            count = prompts.preload(sorted({p.stem for p in prompts.root.glob("*/*.wav")}))
+        except PromptError as exc:
+            log.error("prompts in %s: %s", prompts.root, exc)
+            await store.close()
+            return 1
+        log.info("%d prompts loaded from %s", count, prompts.root)
         controller = ConferenceController(
             store,
             ControllerConfig(node_id=node_id,
                              default_country=conference.default_country or None,
                              trusted_networks=conference.trusted_networks),
-            PromptLibrary(config.prompts_dir),
+            prompts,
         )
         app = BridgeApp(config, controller)
         try:

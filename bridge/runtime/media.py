@@ -168,16 +168,18 @@ class MediaRuntime:
 
     def remove_leg(self, leg_id: str) -> None:
         """Stop media for a leg (RTCP BYE) and close its sockets."""
-        if leg_id in self.engine and self._loop is not None:
-            for handle, data, addr in self.engine.remove_leg(
-                leg_id, self._loop.time(), time.time()
-            ):
-                self._send(handle, data, addr)
-        sockets = self._sockets.pop(leg_id, None)
-        if sockets is not None:
-            sockets.rtp.close()
-            sockets.rtcp.close()
-            self.ports.release(sockets.port)
+        try:
+            if leg_id in self.engine and self._loop is not None:
+                for handle, data, addr in self.engine.remove_leg(
+                    leg_id, self._loop.time(), time.time()
+                ):
+                    self._send(handle, data, addr)
+        finally:
+            sockets = self._sockets.pop(leg_id, None)
+            if sockets is not None:
+                sockets.rtp.close()
+                sockets.rtcp.close()
+                self.ports.release(sockets.port)
 
     # -- the clock -----------------------------------------------------------------------------
 
@@ -186,37 +188,53 @@ class MediaRuntime:
         self._timer = self._loop.call_at(self._clock.deadline(), self._on_clock)
 
     def _on_clock(self) -> None:
+        """One wake-up of the media clock. Whatever happens in a tick, the clock is re-armed:
+        one leg's bad state must never silence every call of the process."""
+        try:
+            self._run_due_ticks()
+        finally:
+            self._arm()
+
+    def _run_due_ticks(self) -> None:
         assert self._loop is not None and self._clock is not None
         now = self._loop.time()
         plan = self._clock.plan(now)
-        if plan.run:
-            # uvloop's loop.time() is cached per loop iteration in whole milliseconds: add the
-            # time since then from the monotonic clock (the same clock) so lateness is exact.
-            late = plan.lateness + (time.monotonic() - now)
-            self.lateness[self.ticks % LATENESS_RING] = max(0.0, late)
-            self.ticks += 1
-            wallclock = time.time()
-            engine = self.engine
-            for _ in range(plan.run):
-                # The handles are this runtime's transports (attach_leg): _send, inlined.
-                out = cast(list[tuple[asyncio.DatagramTransport, bytes, Addr]],
-                           engine.tick(now, wallclock))
-                for transport, data, addr in out:
-                    if transport.is_closing():
-                        self.send_errors += 1
-                    else:
-                        transport.sendto(data, addr)
-            events = engine.events()
-            for event in events:
+        if not plan.run:
+            return
+        # uvloop's loop.time() is cached per loop iteration in whole milliseconds: add the
+        # time since then from the monotonic clock (the same clock) so lateness is exact.
+        late = plan.lateness + (time.monotonic() - now)
+        self.lateness[self.ticks % LATENESS_RING] = max(0.0, late)
+        self.ticks += 1
+        wallclock = time.time()
+        engine = self.engine
+        for _ in range(plan.run):
+            # The handles are this runtime's transports (attach_leg): _send, inlined.
+            out = cast(list[tuple[asyncio.DatagramTransport, bytes, Addr]],
+                       engine.tick(now, wallclock))
+            for transport, data, addr in out:
+                if transport.is_closing():
+                    self.send_errors += 1
+                    continue
+                try:
+                    transport.sendto(data, addr)
+                except (OSError, ValueError):  # unreachable or unusable address: count it
+                    self.send_errors += 1
+        for event in engine.events():
+            try:
                 self.on_event(event)
-        self._arm()
+            except Exception:  # the application's handler failed: log it, keep the clock
+                log.exception("media event handler failed for %r", event)
 
     def _send(self, handle: object, data: bytes, addr: Addr) -> None:
         transport = cast(asyncio.DatagramTransport, handle)
         if transport.is_closing():
             self.send_errors += 1
-        else:
+            return
+        try:
             transport.sendto(data, addr)
+        except (OSError, ValueError):
+            self.send_errors += 1
 
     def lateness_samples(self) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
         """The most recent tick lateness values (seconds)."""

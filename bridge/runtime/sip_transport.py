@@ -8,9 +8,11 @@ none (dial-out over TCP), one is opened and the message queued until it connects
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from collections.abc import Callable
-from typing import cast
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from bridge.sip.message import SipMessage, SipParseError
 from bridge.sip.parser import StreamFramer
@@ -22,6 +24,14 @@ Addr = tuple[str, int]
 Deliver = Callable[[bytes | SipMessage, Addr, str], None]
 
 MAX_TCP_CONNECTIONS = 1024
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -90,6 +100,8 @@ class SipTransport:
         self.connections: dict[Addr, _TcpProtocol] = {}
         self.bad_streams = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resolved: dict[str, str] = {}  # host name -> address (for the process lifetime)
+        self.send_errors = 0
         self.local: Addr = ("0.0.0.0", 0)
 
     async def start(self, host: str, port: int, transports: tuple[str, ...]) -> Addr:
@@ -112,6 +124,15 @@ class SipTransport:
         return self.local
 
     def send(self, data: bytes, addr: Addr, transport: str) -> None:
+        """Send to ``addr``; a host name (registrar, Record-Route, Contact) is resolved once
+        without blocking the loop and cached, then the numeric address is used."""
+        host = addr[0]
+        if not _is_ip(host):
+            numeric = self._resolved.get(host)
+            if numeric is None:
+                self._spawn(self._resolve_and_send(data, addr, transport))
+                return
+            addr = (numeric, addr[1])
         if transport.upper() == "TCP":
             conn = self.connections.get(addr)
             if conn is not None and conn.transport is not None:
@@ -122,7 +143,32 @@ class SipTransport:
         if self.udp is None:
             log.warning("no UDP transport to send to %s", addr)
             return
-        self.udp.sendto(data, addr)
+        try:
+            self.udp.sendto(data, addr)
+        except (OSError, ValueError) as exc:  # unreachable or unusable: transactions time out
+            self.send_errors += 1
+            log.debug("SIP send to %s failed: %s", addr, exc)
+
+    async def _resolve_and_send(self, data: bytes, addr: Addr, transport: str) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.local[0] else socket.AF_INET
+        try:
+            infos = await loop.getaddrinfo(addr[0], addr[1], family=family,
+                                           type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            self.send_errors += 1
+            log.info("cannot resolve %s: %s", addr[0], exc)
+            return
+        if not infos:
+            self.send_errors += 1
+            return
+        self._resolved[addr[0]] = str(infos[0][4][0])
+        self.send(data, addr, transport)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _connect_and_send(self, data: bytes, addr: Addr) -> None:
         loop = asyncio.get_running_loop()
@@ -135,11 +181,11 @@ class SipTransport:
             except OSError as exc:
                 log.info("SIP TCP connect to %s failed: %s", addr, exc)
 
-        task = loop.create_task(connect())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(connect())
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.udp is not None:
             self.udp.close()
         if self.tcp_server is not None:
