@@ -228,6 +228,8 @@ async def enter_pin(
     spec = CollectSpec(max_digits=timers.pin_max_digits, first_timeout=timers.pin_first_digit,
                        inter_timeout=timers.pin_inter_digit, terminator="#")
     for attempt in range(1, policy.tries_per_call + 1):
+        if attempt > 1 and await access.failures_exhausted():
+            return None  # the source's budget ran out during this call (or a parallel one)
         await ch.play(prompts.sequence(lang, "enter_pin"))
         got = await ch.collect(spec)
         if got.digits:

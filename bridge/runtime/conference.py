@@ -250,7 +250,9 @@ class _CallAccess:
         return found
 
     async def reject(self, reason: RejectionReason, room: Room | None) -> None:
-        await self._c.record_rejection(self._call, reason, room)
+        # Its own task, shielded: a caller hanging up right after a wrong PIN cancels the IVR,
+        # and must not cancel (roll back) the record of the failure with it.
+        await asyncio.shield(self._c._spawn(self._c.record_rejection(self._call, reason, room)))
 
     def admission(self, room: Room, role: Role) -> Admission:
         active = self._c.active.get(room.id)
@@ -349,8 +351,11 @@ class ConferenceController:
         if call.room_id is not None:
             active = self.active.get(call.room_id)
             if active is not None:
-                self._apply(active, active.conference.leave(leg.call, LeaveReason.HANGUP,
-                                                            time.time()))
+                # The caller hung up (BYE, CANCEL); anything else ended the call on our side
+                # without a moderator's command (shutdown, session timer, lost ACK).
+                left = (LeaveReason.HANGUP if reason in ("remote_bye", "cancelled")
+                        else LeaveReason.INTERRUPTED)
+                self._apply(active, active.conference.leave(leg.call, left, time.time()))
         del self.calls[leg.call]
 
     def media_event(self, app: BridgeApp, event: MediaEvent) -> None:

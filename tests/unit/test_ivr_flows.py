@@ -357,6 +357,25 @@ async def test_nine_recent_failures_still_get_the_prompt() -> None:
     assert await run(ch, access) is IvrOutcome.JOINED
 
 
+
+class CountingAccess(FakeAccess):
+    """Wrong PINs count against the source, as the store does."""
+
+    async def reject(self, reason: RejectionReason, room: Room | None) -> None:
+        await super().reject(reason, room)
+        if reason is RejectionReason.WRONG_PIN:
+            self.failures += 1
+
+
+async def test_source_budget_is_checked_before_every_try() -> None:
+    """Nine failures on record: one more guess, then no further try in this call."""
+    ch = FakeChannel({"enter_pin": ["111222#", PPIN + "#"]})
+    access = CountingAccess(R1, failures=9)
+    assert await run(ch, access) is not IvrOutcome.JOINED
+    assert access.rejections == [(RejectionReason.WRONG_PIN, None)]
+    assert access.joined == []
+    assert ch.transcript.count("en/enter_pin!") + ch.transcript.count("en/enter_pin") == 1
+
 # -- admission -----------------------------------------------------------------------------------
 
 
