@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -45,6 +46,16 @@ def rtp_port_block(size: int = 64) -> tuple[int, int]:
     apart."""
     low = 2 * random.randrange(10000, 16000 - size)
     return low, low + size - 1
+
+
+async def wait_until_bound(port: int, timeout: float = 10.0) -> None:
+    """Wait until another process has bound ``port`` on 127.0.0.1 (a peer is listening)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _is_free(port):
+        if loop.time() > deadline:
+            raise TimeoutError(f"nothing bound port {port} within {timeout} s")
+        await asyncio.sleep(0.02)
 
 
 def _is_free(port: int) -> bool:

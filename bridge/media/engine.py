@@ -38,6 +38,7 @@ from bridge.rtp.session import PayloadFormat, RtpSession, SessionConfig
 
 Address = tuple[str, int]
 FRAME_SAMPLES = 160
+RTCP_RECHECK = 1.0  # seconds before a due RTCP report of a leg that is not sending is retried
 InbandPolicy = Literal["always", "auto", "off"]
 
 
@@ -520,8 +521,9 @@ class MediaEngine:
                    append: Callable[[Outgoing], None]) -> None:
         """RTCP for every sending leg whose report is due (RFC 3550 §6.2), after the tick's RTP;
         then the earliest deadline, so ticks with nothing due skip the per-leg check. A leg
-        due but not sending (on hold, no address yet) reports once it sends: until then every
-        tick checks again."""
+        due but not sending (on hold, no address yet) reports once it sends: it is looked at
+        again after ``RTCP_RECHECK`` seconds, not every tick (a long hold must not put a pass
+        over every leg into every 20 ms tick)."""
         earliest = float("inf")
         for leg in self._legs.values():
             session = leg.session
@@ -529,7 +531,7 @@ class MediaEngine:
             if deadline <= now:
                 rtcp_remote = session.remote_rtcp
                 if session.remote is None or not leg.media.sends or rtcp_remote is None:
-                    earliest = now
+                    earliest = min(earliest, now + RTCP_RECHECK)
                     continue
                 append((leg.rtcp_handle, session.build_rtcp(now, wallclock), rtcp_remote))
                 self.counters.rtcp_sent += 1

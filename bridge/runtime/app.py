@@ -429,6 +429,7 @@ class BridgeApp:
             return
         self.legs[call] = leg
         self.counters.calls_answered += 1
+        log.info("call %s answered: %s -> %s", call, leg.caller, leg.dialed)
         self.media.attach_leg(call, leg.room, leg_media(result.media))
         self._pump()
         self.controller.answered(self, leg)

@@ -36,7 +36,12 @@ async def test_sigterm_hangs_up_every_call_and_exits_0(tmp_path: Path) -> None:
                 timeout=25))
             for i in range(2)
         ]
-        await asyncio.sleep(2.0)  # both calls established (SIPp waits for the BYE)
+        assert proc.stderr is not None
+        log_lines: list[str] = []
+        while sum(" answered: " in line for line in log_lines) < 2:  # SIPp waits for the BYE
+            line = await asyncio.wait_for(proc.stderr.readline(), 20)
+            assert line, "bridge exited before answering both calls: " + "".join(log_lines)
+            log_lines.append(line.decode(errors="replace"))
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 15)
         results = [await c for c in calls]
@@ -45,7 +50,7 @@ async def test_sigterm_hangs_up_every_call_and_exits_0(tmp_path: Path) -> None:
             proc.kill()
             await proc.wait()
     assert proc.stderr is not None
-    log = (await proc.stderr.read()).decode(errors="replace")
+    log = "".join(log_lines) + (await proc.stderr.read()).decode(errors="replace")
     assert code == 0, log
     for result in results:
         assert result.returncode == 0, result.stdout[-2000:] + result.logs

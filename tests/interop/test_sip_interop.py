@@ -11,7 +11,7 @@ import numpy as np
 from bridge.runtime.app import BridgeApp
 from bridge.sip.endpoint import Credentials
 from bridge.sip.events import CallAnswered, CallEnded, CallEstablished, CallOffered, Event
-from tests.conftest import LOOPBACK, free_port
+from tests.conftest import LOOPBACK, free_port, wait_until_bound
 from tests.interop.conftest import bridge_config
 from tests.interop.peers import Baresip, run_sipp, write_tone_wav
 
@@ -106,7 +106,7 @@ async def test_bridge_dials_a_trunk_that_demands_digest_auth(
         keys={"user": "bridge-trunk", "password": "s3cret!", "rtp_port": str(rtp_port)},
         timeout=20,
     ))
-    await asyncio.sleep(0.5)  # SIPp binds its port
+    await wait_until_bound(sipp_port)
     call = await bridge.dial(f"sip:+4930999@{LOOPBACK}:{sipp_port}", "dialout",
                              credentials=Credentials("bridge-trunk", "s3cret!"))
     for _ in range(200):

@@ -1004,3 +1004,19 @@ def test_legs_added_beyond_the_mixer_capacity() -> None:
         rig.tick({"a": a.pcm(dual(852.0, 1336.0, amp, i * FRAME))})
     rig.run(20)
     assert rig.digits() == [LegDigitReceived(leg="a", digit="8", source="inband")]
+
+
+def test_a_held_leg_does_not_put_an_rtcp_pass_into_every_tick() -> None:
+    """RTCP due on a leg that is not sending (hold) is looked at again a second later."""
+    engine = MediaEngine()
+    held = LegMedia(codec=Codec.PCMU, payload_type=0, telephone_event_pt=None, remote=None,
+                    sends=False)
+    engine.add_leg("held", "r", held, ssrc=1, now=0.0)
+    due = engine._rtcp_next
+    assert due < 10.0
+    now = 0.0
+    while now < due:
+        now += 0.02
+        engine.tick(now, 1.7e9 + now)
+    # The report came due while the leg is not sending: no per-tick re-check.
+    assert engine._rtcp_next >= now + 0.9
