@@ -14,6 +14,7 @@ left out of the mix.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -97,6 +98,29 @@ class PromptFinished:
 
 
 MediaEvent = LegDigitReceived | TalkingChanged | PromptFinished
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegTransfer:
+    """A leg's media state as it leaves one engine for another (another process): plain,
+    picklable values. The new engine continues the same RTP stream (RFC 3550 §5.1: same SSRC,
+    the next sequence number, a timestamp on the same sampling clock), so the peer sees no
+    change. Jitter buffer, DTMF and prompt state start afresh."""
+
+    leg_id: str
+    room: str
+    media: LegMedia
+    remote: Address | None  # where RTP goes now (the latched source or the SDP address)
+    ssrc: int
+    sequence: int
+    timestamp: int
+    last_send: float | None  # monotonic time of the last RTP packet sent
+    cname: str
+    muted: bool
+    deaf: bool
+    gain: float
+    packets_sent: int
+    octets_sent: int
 
 
 @dataclass(slots=True)
@@ -196,9 +220,13 @@ class MediaEngine:
         rtp_handle: object = None,
         rtcp_handle: object = None,
         cname: str = "bridge",
+        sequence: int = 0,
+        timestamp: int = 0,
+        last_send: float | None = None,
     ) -> None:
         """Add a leg to ``room`` (created on first use). The handles are opaque to the engine
-        and come back with every datagram to send (the runtime's sockets)."""
+        and come back with every datagram to send (the runtime's sockets). ``sequence``,
+        ``timestamp`` and ``last_send`` continue a stream (see :meth:`import_leg`)."""
         if leg_id in self._legs:
             raise ValueError(f"leg {leg_id!r} exists")
         r = self._rooms.get(room)
@@ -213,6 +241,9 @@ class MediaEngine:
             now=now,
             cname=cname,
             config=self.config.session,
+            initial_sequence=sequence,
+            initial_timestamp=timestamp,
+            last_send=last_send,
         )
         capacity = self.mixer.capacity
         slot = self.mixer.add_leg(r.index, media.codec)
@@ -309,6 +340,39 @@ class MediaEngine:
         if rtcp_remote is not None and leg.session.counters.packets_sent:
             out.append((leg.rtcp_handle, leg.session.build_bye(now, wallclock), rtcp_remote))
         return out
+
+    def export_leg(self, leg_id: str) -> LegTransfer:
+        """Take a leg out of this engine (no RTCP BYE: its stream goes on elsewhere) and return
+        what :meth:`import_leg` needs to continue it. Raises ``KeyError`` for an unknown leg."""
+        leg = self._legs[leg_id]
+        session = leg.session
+        state = LegTransfer(
+            leg_id=leg_id, room=leg.room.name, media=leg.media, remote=session.remote,
+            ssrc=session.ssrc, sequence=session.next_sequence,
+            timestamp=session.current_timestamp, last_send=session.last_send,
+            cname=session.cname, muted=leg.muted, deaf=leg.deaf, gain=leg.gain,
+            packets_sent=session.counters.packets_sent, octets_sent=session.counters.octets_sent,
+        )
+        self.remove_leg(leg_id, 0.0, 0.0)  # its BYE (if any) is not returned, so not sent
+        return state
+
+    def import_leg(self, state: LegTransfer, *, now: float, rtp_handle: object = None,
+                   rtcp_handle: object = None) -> None:
+        """Add a leg exported by :meth:`export_leg` (of this or another engine)."""
+        self.add_leg(state.leg_id, state.room,
+                     dataclasses.replace(state.media, remote=state.remote),
+                     ssrc=state.ssrc, now=now, rtp_handle=rtp_handle, rtcp_handle=rtcp_handle,
+                     cname=state.cname, sequence=state.sequence, timestamp=state.timestamp,
+                     last_send=state.last_send)
+        leg = self._legs[state.leg_id]
+        counters = leg.session.counters
+        counters.packets_sent, counters.octets_sent = state.packets_sent, state.octets_sent
+        if state.muted:
+            self.set_muted(state.leg_id, True)
+        if state.deaf:
+            self.set_deaf(state.leg_id, True)
+        if state.gain != 1.0:
+            self.set_gain(state.leg_id, state.gain)
 
     def _drop_from_mixer(self, leg: _Leg) -> None:
         self.mixer.remove_leg(leg.slot)

@@ -143,6 +143,7 @@ class RtpSession:
         initial_sequence: int = 0,
         initial_timestamp: int = 0,
         rtcp_seed: int | None = None,
+        last_send: float | None = None,
     ) -> None:
         self.config = config if config is not None else SessionConfig()
         self.ssrc = ssrc & 0xFFFFFFFF
@@ -160,7 +161,7 @@ class RtpSession:
         # send side
         self._seq = initial_sequence & 0xFFFF
         self._ts = initial_timestamp & 0xFFFFFFFF  # timestamp of the next audio frame
-        self._last_send: float | None = None
+        self._last_send = last_send  # a continued stream (another process sent before)
         # RTCP
         self._rng = random.Random(self.ssrc if rtcp_seed is None else rtcp_seed)
         self._next_rtcp = now + self._rtcp_interval(initial=True)
@@ -353,6 +354,11 @@ class RtpSession:
     @property
     def next_sequence(self) -> int:
         return self._seq
+
+    @property
+    def last_send(self) -> float | None:
+        """When the last audio packet was built (the ``now`` given to it), if any."""
+        return self._last_send
 
     def _next_audio_header(self, now: float, marker: bool | None) -> tuple[int, int, bool]:
         fs = self._payload.frame_samples

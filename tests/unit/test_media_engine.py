@@ -8,6 +8,7 @@ checked with single-bin DFTs (exact bins: 0.5 s windows and tones on multiples o
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -1020,3 +1021,41 @@ def test_a_held_leg_does_not_put_an_rtcp_pass_into_every_tick() -> None:
         engine.tick(now, 1.7e9 + now)
     # The report came due while the leg is not sending: no per-tick re-check.
     assert engine._rtcp_next >= now + 0.9
+
+
+# -- moving a leg to another engine (another process) ---------------------------------------------
+
+
+def test_exported_leg_continues_its_stream_in_another_engine() -> None:
+    rig = Rig()
+    a, b = rig.add("a", "r"), rig.add("b", "r")
+    rig.engine.set_muted("a", True)
+    rig.run(10, talk={"a": 440.0, "b": 1000.0})
+    state = rig.engine.export_leg("a")
+    assert "a" not in rig.engine and rig.engine.room_legs("r") == {"b"}
+    assert state.room == "r" and state.muted and state.remote == a.addr
+    assert state.packets_sent == 10
+
+    other = MediaEngine()
+    other.import_leg(state, now=rig.now, rtp_handle="rtp-a", rtcp_handle="rtcp-a")
+    out = other.tick(rig.now, WALL0 + rig.now)
+    assert [(handle, addr) for handle, _, addr in out] == [("rtp-a", a.addr)]
+    moved = parse_rtp(out[0][1])
+    last = a.packets[-1]
+    assert moved.ssrc == last.ssrc
+    assert moved.sequence == (last.sequence + 1) & 0xFFFF
+    assert moved.timestamp == (last.timestamp + FRAME) & 0xFFFFFFFF
+    assert other.session("a").counters.packets_sent == 11
+    # Its mute came along: a talks in the new engine, c (unmuted, same room) hears silence.
+    c_addr = ("192.0.2.99", 30000)
+    other.import_leg(dataclasses.replace(state, leg_id="c", muted=False, ssrc=7,
+                                         remote=c_addr), now=rig.now)
+    heard = []
+    for k in range(1, 30):
+        now = rig.now + k * TICK
+        other.receive_rtp("a", a.tone(440.0), a.addr, now)
+        for _handle, data, addr in other.tick(now, WALL0 + now):
+            if addr == c_addr:
+                heard.append(Codec.PCMU.decode(parse_rtp(data).payload))
+    assert len(heard) == 29 and rms(np.concatenate(heard)) < 10
+    assert b.packets  # b stayed behind
