@@ -1,25 +1,29 @@
-"""The asyncio half of the media engine: RTP/RTCP sockets per leg and the media clock.
+"""The I/O half of the media engine: RTP/RTCP sockets per leg and the media clock.
 
-One :class:`MediaRuntime` per process drives :class:`~bridge.media.engine.MediaEngine` on
-absolute 20 ms deadlines (``loop.call_at``), sends what each tick returns, and hands the
-engine's events to a callback. Tick lateness is kept in a bounded ring for the live stats and
-the capacity benchmark.
+:class:`RtpIo` reads and writes a leg's sockets without asyncio (right before each tick it
+drains every readable socket; it sends what the tick returns), so a media worker process can
+use it in a plain loop. :class:`MediaRuntime` drives one
+:class:`~bridge.media.engine.MediaEngine` and its ``RtpIo`` from the asyncio loop on absolute
+20 ms deadlines (``loop.call_at``) and hands the engine's events to a callback. Tick lateness
+is kept in a bounded ring for the live stats and the capacity benchmark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import secrets
+import select
+import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import numpy as np
 
 from bridge.media.clock import MediaClock
-from bridge.media.engine import EngineConfig, LegMedia, MediaEngine, MediaEvent
+from bridge.media.engine import EngineConfig, LegMedia, LegTransfer, MediaEngine, MediaEvent
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +31,181 @@ Addr = tuple[str, int]
 LATENESS_RING = 3000  # one minute of ticks
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_feed", "_time", "engine", "leg_id", "loop", "rtcp", "transport")
+class _Port:
+    """One RTP or RTCP socket of a leg: the handle the engine gives back with each datagram.
 
-    def __init__(self, engine: MediaEngine, leg_id: str, rtcp: bool,
-                 loop: asyncio.AbstractEventLoop) -> None:
-        self.engine = engine
-        self.leg_id = leg_id
+    An RTP socket is ``connect``-ed to the peer once the peer's packets come from where we send
+    (the SDP address, or the latched source: symmetric RTP): a connected UDP socket skips the
+    per-packet route lookup and address conversion (``send`` costs about half of ``sendto``
+    here) and the kernel drops packets from anyone else. When the sending address changes
+    (re-INVITE, a new latch), the socket is disconnected and learns again.
+    """
+
+    __slots__ = ("connected", "fd", "feed", "leg_id", "rtcp", "sock", "source", "v6")
+
+    def __init__(self, sock: socket.socket, leg_id: str,
+                 feed: Callable[[str, bytes, Addr, float], object], *, rtcp: bool) -> None:
+        self.sock = sock
         self.rtcp = rtcp
-        self.loop = loop
-        self.transport: asyncio.DatagramTransport | None = None
-        # Bound once: this runs per datagram.
-        self._feed = engine.receive_rtcp if rtcp else engine.receive_rtp
-        self._time = loop.time
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement the interface without subclassing it.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        # IPv4 sources are already (host, port); IPv6 ones carry flow info and scope id too.
-        source = cast(Addr, addr) if len(addr) == 2 else (str(addr[0]), int(addr[1]))
-        self._feed(self.leg_id, data, source, self._time())
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTP socket error on leg %s: %s", self.leg_id, exc)
+        self.fd = sock.fileno()
+        self.leg_id = leg_id
+        self.feed = feed
+        self.v6 = sock.family == socket.AF_INET6
+        self.connected: Addr | None = None
+        self.source: Addr | None = None  # where the last datagram came from
 
 
-@dataclass(slots=True)
-class _LegSockets:
-    port: int
-    rtp: asyncio.DatagramTransport
-    rtcp: asyncio.DatagramTransport
-    protocols: tuple[_RtpProtocol, _RtpProtocol]
+def _disconnect(sock: socket.socket) -> bool:
+    """Dissolve a UDP socket's association (connect to AF_UNSPEC, POSIX/Linux); False where
+    that is not possible (the socket then stays connected to its last peer)."""
+    if _LIBC is None:
+        return False
+    unspec = (ctypes.c_ubyte * 16)()  # struct sockaddr with sa_family = AF_UNSPEC (0)
+    return int(_LIBC.connect(sock.fileno(), unspec, ctypes.sizeof(unspec))) == 0
+
+
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - no C library to call
+    _LIBC = None
+
+
+class RtpIo:
+    """The RTP/RTCP sockets of one engine's legs, read and written without asyncio.
+
+    Datagrams are not delivered one callback at a time: :meth:`drain`, called right before each
+    tick, reads every socket that ``epoll`` reports readable (one ``epoll_wait`` for all legs,
+    one ``recv`` per datagram), so per packet there is no event-loop round trip. A datagram is
+    played at the tick after it arrives either way; its arrival time is taken as the drain's
+    ``now`` (RFC 3550 A.8 jitter is then measured to the 20 ms tick). :meth:`send` writes what
+    the engine returns. Usable from an asyncio loop (``MediaRuntime``) or a plain loop (a media
+    worker process).
+    """
+
+    MAX_ROUNDS = 4  # datagrams per socket per drain at most: a flood cannot starve the clock
+
+    def __init__(self, engine: MediaEngine) -> None:
+        self.engine = engine
+        self._epoll = select.epoll()
+        self._ports: dict[int, _Port] = {}  # by file descriptor
+        self._legs: dict[str, tuple[_Port, _Port]] = {}
+        self.send_errors = 0
+        self.receive_errors = 0
+        self.received = 0
+
+    def __len__(self) -> int:
+        return len(self._legs)
+
+    def adopt(self, leg_id: str, rtp: socket.socket, rtcp: socket.socket) -> tuple[_Port, _Port]:
+        """Take over a leg's two sockets, bound to explicit ports (a disconnect keeps such a
+        port; an ephemeral one would be lost); returns the handles for ``engine.add_leg``."""
+        if leg_id in self._legs:
+            raise ValueError(f"leg {leg_id!r} has sockets already")
+        ports = (_Port(rtp, leg_id, self.engine.receive_rtp, rtcp=False),
+                 _Port(rtcp, leg_id, self.engine.receive_rtcp, rtcp=True))
+        for port in ports:
+            port.sock.setblocking(False)
+            self._epoll.register(port.fd, select.EPOLLIN)
+            self._ports[port.fd] = port
+        self._legs[leg_id] = ports
+        return ports
+
+    def rename(self, old: str, new: str) -> None:
+        ports = self._legs.pop(old)
+        for port in ports:
+            port.leg_id = new
+        self._legs[new] = ports
+
+    def release(self, leg_id: str) -> tuple[socket.socket, socket.socket] | None:
+        """Stop serving a leg and hand back its sockets, open (to pass to another process)."""
+        ports = self._legs.pop(leg_id, None)
+        if ports is None:
+            return None
+        for port in ports:
+            self._epoll.unregister(port.fd)
+            del self._ports[port.fd]
+            if port.connected is not None:
+                _disconnect(port.sock)
+        return ports[0].sock, ports[1].sock
+
+    def close(self, leg_id: str) -> None:
+        """Stop serving a leg and close its sockets."""
+        socks = self.release(leg_id)
+        if socks is not None:
+            for sock in socks:
+                sock.close()
+
+    def handles(self, leg_id: str) -> tuple[_Port, _Port]:
+        """The engine handles of a leg's sockets (as :meth:`adopt` returned them)."""
+        return self._legs[leg_id]
+
+    def close_all(self) -> None:
+        for leg_id in list(self._legs):
+            self.close(leg_id)
+        self._epoll.close()
+
+    def fileno(self) -> int:
+        """The epoll descriptor: readable when some leg has a datagram waiting."""
+        return self._epoll.fileno()
+
+    def drain(self, now: float) -> int:
+        """Feed every waiting datagram to the engine; returns how many."""
+        ports = self._ports
+        if not ports:
+            return 0
+        poll = self._epoll.poll
+        count = 0
+        for _ in range(self.MAX_ROUNDS):
+            ready = poll(0, len(ports))
+            if not ready:
+                break
+            for fd, _events in ready:
+                port = ports.get(fd)
+                if port is None:
+                    continue
+                try:
+                    if port.connected is not None:
+                        data = port.sock.recv(2048)
+                        addr = port.connected
+                    else:
+                        data, source = port.sock.recvfrom(2048)
+                        addr = source if not port.v6 else (str(source[0]), int(source[1]))
+                        port.source = addr
+                except BlockingIOError:
+                    continue
+                except OSError:  # ICMP port unreachable on a connected socket, and the like
+                    self.receive_errors += 1
+                    continue
+                port.feed(port.leg_id, data, addr, now)
+                count += 1
+        self.received += count
+        return count
+
+    def send(self, out: Iterable[tuple[object, bytes, Addr]]) -> None:
+        """Send what the engine returned (``tick``, ``remove_leg``); failures are counted."""
+        for handle, data, addr in out:
+            port = cast(_Port, handle)
+            try:
+                if addr == port.connected:
+                    port.sock.send(data)
+                    continue
+                if port.connected is not None:
+                    # Sending elsewhere now (re-INVITE or a new latch): listen to anyone again.
+                    if _disconnect(port.sock):
+                        port.connected = None
+                    else:  # pragma: no cover - no AF_UNSPEC connect: follow the new address
+                        port.sock.connect(addr)
+                        port.connected = addr
+                        port.sock.send(data)
+                        continue
+                if addr == port.source and not port.rtcp:
+                    port.sock.connect(addr)
+                    port.connected = addr
+                    port.sock.send(data)
+                else:
+                    port.sock.sendto(data, addr)
+            except (OSError, ValueError):  # unreachable, closed or unusable address: count it
+                self.send_errors += 1
 
 
 class PortPool:
@@ -101,13 +247,13 @@ class MediaRuntime:
         self.bind_host = bind_host
         self.ports = PortPool(port_low, port_high)
         self.on_event = on_event
-        self._sockets: dict[str, _LegSockets] = {}
+        self.io = RtpIo(self.engine)
+        self._ports_of: dict[str, int] = {}  # leg -> its RTP port (RTCP: + 1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock: MediaClock | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.lateness = np.zeros(LATENESS_RING, dtype=np.float64)
         self.ticks = 0
-        self.send_errors = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -120,66 +266,75 @@ class MediaRuntime:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for leg_id in list(self._sockets):
+        for leg_id in list(self._ports_of):
             self.remove_leg(leg_id)
+        self.io.close_all()
 
     # -- legs --------------------------------------------------------------------------------
 
     async def open_leg(self, leg_id: str) -> int:
         """Bind an RTP/RTCP socket pair for a new leg; returns the RTP port for the SDP."""
-        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
         for port in self.ports.candidates():
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+            rtcp = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                rtp, rtp_proto = await loop.create_datagram_endpoint(
-                    lambda: _RtpProtocol(self.engine, leg_id, False, loop),
-                    local_addr=(self.bind_host, port),
-                )
-            except OSError:
-                continue
-            try:
-                rtcp, rtcp_proto = await loop.create_datagram_endpoint(
-                    lambda: _RtpProtocol(self.engine, leg_id, True, loop),
-                    local_addr=(self.bind_host, port + 1),
-                )
+                rtp.bind((self.bind_host, port))
+                rtcp.bind((self.bind_host, port + 1))
             except OSError:
                 rtp.close()
+                rtcp.close()
                 continue
             self.ports.take(port)
-            self._sockets[leg_id] = _LegSockets(port, rtp, rtcp, (rtp_proto, rtcp_proto))
+            self.io.adopt(leg_id, rtp, rtcp)
+            self._ports_of[leg_id] = port
             return port
         raise OSError("no free RTP port pair in the configured range")
 
     def rename_leg(self, old: str, new: str) -> None:
         """Give opened sockets their final leg id (dial-out learns the call handle after the
         sockets exist)."""
-        sockets = self._sockets.pop(old)
-        for proto in sockets.protocols:
-            proto.leg_id = new
-        self._sockets[new] = sockets
+        self.io.rename(old, new)
+        self._ports_of[new] = self._ports_of.pop(old)
 
     def attach_leg(self, leg_id: str, room: str, media: LegMedia) -> None:
         """Start media for a leg whose sockets are open (after the SDP answer)."""
-        sockets = self._sockets[leg_id]
+        rtp, rtcp = self.io.handles(leg_id)
         assert self._loop is not None
         self.engine.add_leg(
             leg_id, room, media, ssrc=secrets.randbits(32), now=self._loop.time(),
-            rtp_handle=sockets.rtp, rtcp_handle=sockets.rtcp, cname=f"bridge-{leg_id}",
+            rtp_handle=rtp, rtcp_handle=rtcp, cname=f"bridge-{leg_id}",
         )
+
+    def detach_leg(self, leg_id: str) -> tuple[LegTransfer, socket.socket, socket.socket]:
+        """Hand a leg's media to another process: its state and its two open sockets. The
+        port stays taken here until :meth:`release_port` (the leg still owns it)."""
+        state = self.engine.export_leg(leg_id)
+        socks = self.io.release(leg_id)
+        assert socks is not None
+        return state, socks[0], socks[1]
+
+    def adopt_leg(self, state: LegTransfer, rtp: socket.socket, rtcp: socket.socket) -> None:
+        """Take back a leg's media from another process (see :meth:`detach_leg`)."""
+        assert self._loop is not None
+        handles = self.io.adopt(state.leg_id, rtp, rtcp)
+        self.engine.import_leg(state, now=self._loop.time(), rtp_handle=handles[0],
+                               rtcp_handle=handles[1])
+
+    def release_port(self, leg_id: str) -> None:
+        """The leg whose media lives elsewhere has ended: its port may be reused."""
+        port = self._ports_of.pop(leg_id, None)
+        if port is not None:
+            self.ports.release(port)
 
     def remove_leg(self, leg_id: str) -> None:
         """Stop media for a leg (RTCP BYE) and close its sockets."""
         try:
             if leg_id in self.engine and self._loop is not None:
-                for handle, data, addr in self.engine.remove_leg(
-                    leg_id, self._loop.time(), time.time()
-                ):
-                    self._send(handle, data, addr)
+                self.io.send(self.engine.remove_leg(leg_id, self._loop.time(), time.time()))
         finally:
-            sockets = self._sockets.pop(leg_id, None)
-            if sockets is not None:
-                sockets.rtp.close()
-                sockets.rtcp.close()
-                self.ports.release(sockets.port)
+            self.io.close(leg_id)
+            self.release_port(leg_id)
 
     # -- the clock -----------------------------------------------------------------------------
 
@@ -208,33 +363,19 @@ class MediaRuntime:
         self.ticks += 1
         wallclock = time.time()
         engine = self.engine
+        io = self.io
+        io.drain(now)
         for _ in range(plan.run):
-            # The handles are this runtime's transports (attach_leg): _send, inlined.
-            out = cast(list[tuple[asyncio.DatagramTransport, bytes, Addr]],
-                       engine.tick(now, wallclock))
-            for transport, data, addr in out:
-                if transport.is_closing():
-                    self.send_errors += 1
-                    continue
-                try:
-                    transport.sendto(data, addr)
-                except (OSError, ValueError):  # unreachable or unusable address: count it
-                    self.send_errors += 1
+            io.send(engine.tick(now, wallclock))
         for event in engine.events():
             try:
                 self.on_event(event)
             except Exception:  # the application's handler failed: log it, keep the clock
                 log.exception("media event handler failed for %r", event)
 
-    def _send(self, handle: object, data: bytes, addr: Addr) -> None:
-        transport = cast(asyncio.DatagramTransport, handle)
-        if transport.is_closing():
-            self.send_errors += 1
-            return
-        try:
-            transport.sendto(data, addr)
-        except (OSError, ValueError):
-            self.send_errors += 1
+    @property
+    def send_errors(self) -> int:
+        return self.io.send_errors
 
     def lateness_samples(self) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
         """The most recent tick lateness values (seconds)."""
