@@ -118,12 +118,17 @@ class MediaConfig:
     burst makes a few ticks 20+ ms late at any load, and callers would be refused for it;
     on a dedicated host 20 ms is a sensible value (a collapsing clock is 50-200 ms late).
     ``retry_after``: seconds in the Retry-After header of the 503.
+    ``workers``: media worker processes (``bridge.runtime.workers``). 0: everything runs in
+    the one asyncio process. N >= 1: SIP, the IVR and the legs not in a conference stay in
+    the main process; each conference room's media runs in one of N worker processes (the
+    least loaded when the room opens). ``max_participants`` then counts per process.
     """
 
     max_participants: int = 320
     max_lateness_p99_ms: float = 0.0
     lateness_window_ticks: int = 50
     retry_after: int = 30
+    workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +190,8 @@ class Config:
             raise ConfigError("media.lateness_window_ticks: must be positive")
         if self.media.retry_after < 0:
             raise ConfigError("media.retry_after: must not be negative")
+        if self.media.workers < 0:
+            raise ConfigError("media.workers: must be 0 (one process) or positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         return self

@@ -28,6 +28,7 @@ from bridge.media.engine import LegMedia, MediaEvent
 from bridge.runtime.admission import AdmissionRefused, admission_refusal
 from bridge.runtime.media import MediaRuntime
 from bridge.runtime.sip_transport import Addr, SipTransport
+from bridge.runtime.workers import LocalMedia, MediaControl, WorkerPool
 from bridge.sdp.model import SdpError, SessionDescription, parse_sdp
 from bridge.sdp.negotiate import (
     InvalidAnswerError,
@@ -101,7 +102,7 @@ class DirectRoomController:
 
     def answered(self, app: BridgeApp, leg: Leg) -> None:
         if not leg.outbound:
-            app.media.engine.move_leg(leg.call, leg.dialed or "default")
+            app.media_control.move_leg(leg.call, leg.dialed or "default")
 
     def ended(self, app: BridgeApp, leg: Leg, reason: str) -> None:
         return None
@@ -155,12 +156,21 @@ class BridgeApp:
         self.counters = AppCounters()
         self.legs: dict[str, Leg] = {}
         self.transport = SipTransport(self._deliver)
+        workers = config.media.workers
         self.media = MediaRuntime(
             bind_host=config.rtp.bind_host,
             port_low=config.rtp.port_low,
             port_high=config.rtp.port_high,
-            on_event=self._on_media_event,
+            on_event=self._on_local_media_event if workers else self._on_media_event,
         )
+        # [media] workers: conference rooms run in worker processes (bridge.runtime.workers);
+        # the controllers reach the media only through media_control either way.
+        self.pool: WorkerPool | None = None
+        self.media_control: MediaControl = LocalMedia(self.media)
+        if workers:
+            self.pool = WorkerPool(self.media, workers, on_event=self._on_media_event,
+                                   on_lost=self._media_lost, log_level=config.log_level)
+            self.media_control = self.pool
         self._networks = [ipaddress.ip_network(n, strict=False)
                           for n in config.sip.allowed_networks]
         self.endpoint: SipEndpoint | None = None
@@ -197,6 +207,13 @@ class BridgeApp:
             )
         )
         self.media.start()
+        if self.pool is not None:
+            try:
+                await self.pool.start()
+            except BaseException:
+                await self.media.close()
+                await self.transport.close()
+                raise
         trunk = self.config.trunk
         if trunk.registrar and trunk.aor:
             credentials = None
@@ -231,6 +248,8 @@ class BridgeApp:
             self._end_leg(leg_id)
         if self._timer is not None:
             self._timer.cancel()
+        if self.pool is not None:
+            await self.pool.close()
         await self.media.close()
         await self.transport.close()
 
@@ -320,7 +339,7 @@ class BridgeApp:
                 self._remote_sdp_changed(call, sdp)
             case InfoDtmfReceived(call=call, digit=digit, duration_ms=duration):
                 assert self._loop is not None
-                self.media.engine.add_info_digit(call, digit, duration, self._loop.time())
+                self.media_control.add_info_digit(call, digit, duration, self._loop.time())
             case MessageRejected(source=source, reason=reason, status=status):
                 self.counters.bad_messages += 1
                 log.debug("bad SIP message from %s:%d (%s): %s", source[0], source[1],
@@ -346,10 +365,12 @@ class BridgeApp:
         """Whether a new call would be refused now (``[media]`` limits; see
         :mod:`bridge.runtime.admission`)."""
         media = self.config.media
+        here = len(self.legs) - (self.pool.worker_legs if self.pool is not None else 0)
         return admission_refusal(
             media,
-            participants=len(self.legs) + self._admitting,
+            participants=here + self._admitting,
             recent_lateness=self.media.recent_lateness(media.lateness_window_ticks),
+            worker_participants=self.pool.loads() if self.pool is not None else (),
         )
 
     async def _answer(self, offered: CallOffered) -> None:
@@ -369,7 +390,7 @@ class BridgeApp:
             await self._answer_admitted(offered)
         except Exception:  # e.g. the store failed: answer the caller, free the ports
             log.exception("answering call %s failed", offered.call)
-            self.media.remove_leg(offered.call)
+            self.media_control.remove_leg(offered.call)
             self._reject(offered.call, 500)
         finally:
             self._admitting -= 1
@@ -487,8 +508,8 @@ class BridgeApp:
             return
         leg.media, leg.local_sdp = result.media, result.sdp
         endpoint.answer_reinvite(call, result.sdp.to_bytes(), self._loop.time())
-        if call in self.media.engine:
-            self.media.engine.update_leg(call, leg_media(result.media))
+        if call in self.media_control:
+            self.media_control.update_leg(call, leg_media(result.media))
 
     def _remote_sdp_changed(self, call: str, sdp: bytes) -> None:
         """The answer to an offer of ours (in the ACK, or to our re-INVITE)."""
@@ -503,12 +524,12 @@ class BridgeApp:
         if not self._usable(media):
             return
         leg.media = media
-        if call in self.media.engine:
-            self.media.engine.update_leg(call, leg_media(leg.media))
+        if call in self.media_control:
+            self.media_control.update_leg(call, leg_media(leg.media))
 
     def _end_leg(self, call: str, reason: str = "local_bye") -> None:
         leg = self.legs.pop(call, None)
-        self.media.remove_leg(call)
+        self.media_control.remove_leg(call)
         if leg is not None:
             self.controller.ended(self, leg, reason)
 
@@ -552,7 +573,11 @@ class BridgeApp:
             self.hangup(call)
             return
         leg.established_at = time.time()
-        self.media.attach_leg(call, leg.room, leg_media(leg.media))
+        if self.pool is None:
+            self.media.attach_leg(call, leg.room, leg_media(leg.media))
+        else:  # the media starts here and moves to the worker owning the room
+            self.media.attach_leg(call, f"leg:{call}", leg_media(leg.media))
+            self.media_control.move_leg(call, leg.room)
         self.controller.answered(self, leg)
 
     def hangup(self, call: str) -> None:
@@ -566,6 +591,19 @@ class BridgeApp:
         for listener in self.media_listeners:
             listener(event)
         self.controller.media_event(self, event)
+
+    def _on_local_media_event(self, event: MediaEvent) -> None:
+        """An event of this process's engine when workers run too (prompt counts as the
+        pool keeps them across moves)."""
+        assert self.pool is not None
+        self._on_media_event(self.pool.local_event(event))
+
+    def _media_lost(self, calls: list[str]) -> None:
+        """A media worker died: its calls are hung up (their records close as interrupted)."""
+        for call in calls:
+            if call in self.legs:
+                log.warning("call %s: its media worker died; hanging up", call)
+                self.hangup(call)
 
 
 def serve(config: Config, *, log_level: str = "INFO") -> int:

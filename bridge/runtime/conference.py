@@ -79,7 +79,7 @@ from bridge.ivr.flows import (
     IvrTimers,
     dial_in,
 )
-from bridge.media.engine import LegDigitReceived, MediaEngine, MediaEvent, PromptFinished
+from bridge.media.engine import LegDigitReceived, MediaEvent, PromptFinished
 from bridge.media.prompts import Clip, PromptError, PromptLibrary, load_clip
 from bridge.media.tones import join_tone, leave_tone
 from bridge.sip.events import CallOffered
@@ -88,6 +88,7 @@ from bridge.store.base import AccessNumber, RejectionReason, Store
 if TYPE_CHECKING:
     from bridge.runtime.app import BridgeApp
     from bridge.runtime.app import Leg as AppLeg
+    from bridge.runtime.workers import MediaControl
 
 __all__ = ["ConferenceController", "ControllerConfig", "LegChannel"]
 
@@ -122,8 +123,8 @@ def _seconds(clips: Sequence[Clip]) -> float:
 
 
 class LegChannel:
-    """``flows.Channel`` for one leg: prompts through the media engine, keys from its
-    ``LegDigitReceived`` events, completion from its ``PromptFinished`` events."""
+    """``flows.Channel`` for one leg: prompts through the media (engine or workers), keys
+    from its ``LegDigitReceived`` events, completion from its ``PromptFinished`` events."""
 
     def __init__(self, app: BridgeApp, call: str) -> None:
         self._app = app
@@ -132,8 +133,8 @@ class LegChannel:
         self._wake: asyncio.Future[None] | None = None
 
     @property
-    def _engine(self) -> MediaEngine:
-        return self._app.media.engine
+    def _engine(self) -> MediaControl:
+        return self._app.media_control
 
     # -- fed by the controller
     def key_pressed(self, key: str) -> None:
@@ -432,9 +433,11 @@ class ConferenceController:
     # -- conferences ---------------------------------------------------------------------------
 
     @property
-    def engine(self) -> MediaEngine:
+    def engine(self) -> MediaControl:
+        """The media of the legs: this process's engine, or the media workers
+        (``[media] workers``; see :mod:`bridge.runtime.workers`)."""
         assert self._app is not None
-        return self._app.media.engine
+        return self._app.media_control
 
     def join(self, call: _Call, room: Room, role: Role, language: Language) -> Admission:
         """Domain join plus its effects; opens the conference if the room is not in use."""
