@@ -538,6 +538,7 @@ class WorkerPool:
         """The worker did not give the leg back: hang it up."""
         self._leave(worker, leg_id)
         self._orphans.add(leg_id)
+        self._send(worker, RemoveLeg(leg_id=leg_id))  # should it still have it
         log.error("leg %s: media worker %d did not give it back; hanging up", leg_id,
                   worker.index)
         loop = self._loop

@@ -309,9 +309,7 @@ async def test_hangup_frees_the_leg_in_the_worker_and_the_port(rig: Rig) -> None
     await call.wait_ended()
     await until(lambda: leg not in rig.app.media_control, "the leg gone")
     assert port in rig.app.media.ports.candidates()
-    legs = -1
-    while legs != 0:  # the worker removes the leg when it reads the command
-        legs = sum(s.legs for s in await rig.pool.stats())
+    await eventually(lambda: _worker_legs(rig, 0), "the worker removed the leg")
     [record] = await eventually(
         lambda: _closed(rig.records(caller)), "the call record closed")
     assert record.leave_reason is LeaveReason.HANGUP
@@ -354,6 +352,12 @@ async def test_a_killed_worker_hangs_up_its_calls_and_the_bridge_serves_on(rig: 
     await until(lambda: len(heard.packets) >= before + 10, "RTP from a live worker")
     third.hang_up()
     await third.wait_ended()
+
+
+async def _worker_legs(rig: Rig, count: int) -> list[int]:
+    """[legs in every worker] once that is ``count`` (else empty: not yet)."""
+    legs = sum(s.legs for s in await rig.pool.stats())
+    return [legs] if legs == count else []
 
 
 async def _closed(records: Awaitable[list[CallRecord]]) -> list[CallRecord]:
