@@ -35,6 +35,7 @@ from bridge.rtp.dtmf import (
     Rfc4733ReceiverConfig,
 )
 from bridge.rtp.jitter import FrameKind
+from bridge.rtp.packet import RtpPacket
 from bridge.rtp.session import PayloadFormat, RtpSession, SessionConfig
 
 Address = tuple[str, int]
@@ -464,6 +465,21 @@ class MediaEngine:
         packet = leg.session.receive_media(data, addr, now)
         if packet is None:  # audio (queued in the jitter buffer) or dropped
             return
+        self._receive_event(leg, packet, now)
+
+    def rtp_receiver(self, leg_id: str) -> Callable[[bytes, Address, float], RtpPacket | None]:
+        """The per-packet half of :meth:`receive_rtp` for one leg, for an I/O layer that reads
+        many packets per tick: call it with each datagram and pass what it returns (an RFC 4733
+        packet, rarely) to :meth:`receive_event`. Valid while the leg is in this engine."""
+        return self._legs[leg_id].session.receive_media
+
+    def receive_event(self, leg_id: str, packet: RtpPacket, now: float) -> None:
+        """A telephone-event packet that :meth:`rtp_receiver`'s function returned."""
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            self._receive_event(leg, packet, now)
+
+    def _receive_event(self, leg: _Leg, packet: RtpPacket, now: float) -> None:
         try:
             reports = leg.rfc4733.receive(
                 marker=packet.marker, timestamp=packet.timestamp, sequence=packet.sequence,

@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
 import secrets
 import select
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import cast
+from typing import Any
 
 import numpy as np
 
 from bridge.media.clock import MediaClock
 from bridge.media.engine import EngineConfig, LegMedia, LegTransfer, MediaEngine, MediaEvent
+from bridge.rtp.packet import RtpPacket
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class _Port:
     (re-INVITE, a new latch), the socket is disconnected and learns again.
     """
 
-    __slots__ = ("connected", "fd", "feed", "leg_id", "rtcp", "sock", "source", "v6")
+    __slots__ = ("connected", "fd", "feed", "leg_id", "receive", "rtcp", "sock", "source", "v6")
 
     def __init__(self, sock: socket.socket, leg_id: str,
                  feed: Callable[[str, bytes, Addr, float], object], *, rtcp: bool) -> None:
@@ -50,6 +52,8 @@ class _Port:
         self.fd = sock.fileno()
         self.leg_id = leg_id
         self.feed = feed
+        # An attached RTP port calls its session directly (MediaEngine.rtp_receiver).
+        self.receive: Callable[[bytes, Addr, float], RtpPacket | None] | None = None
         self.v6 = sock.family == socket.AF_INET6
         self.connected: Addr | None = None
         self.source: Addr | None = None  # where the last datagram came from
@@ -110,6 +114,10 @@ class RtpIo:
         self._legs[leg_id] = ports
         return ports
 
+    def attach(self, leg_id: str) -> None:
+        """The leg is in the engine now: its RTP goes straight to its session."""
+        self._legs[leg_id][0].receive = self.engine.rtp_receiver(leg_id)
+
     def rename(self, old: str, new: str) -> None:
         ports = self._legs.pop(old)
         for port in ports:
@@ -122,6 +130,7 @@ class RtpIo:
         if ports is None:
             return None
         for port in ports:
+            port.receive = None
             self._epoll.unregister(port.fd)
             del self._ports[port.fd]
             if port.connected is not None:
@@ -154,6 +163,7 @@ class RtpIo:
         if not ports:
             return 0
         poll = self._epoll.poll
+        event = self.engine.receive_event
         count = 0
         for _ in range(self.MAX_ROUNDS):
             ready = poll(0, len(ports))
@@ -176,18 +186,26 @@ class RtpIo:
                 except OSError:  # ICMP port unreachable on a connected socket, and the like
                     self.receive_errors += 1
                     continue
-                port.feed(port.leg_id, data, addr, now)
                 count += 1
+                receive = port.receive
+                if receive is None:  # RTCP, or a leg not (yet) in the engine
+                    port.feed(port.leg_id, data, addr, now)
+                    continue
+                packet = receive(data, addr, now)
+                if packet is not None:  # RFC 4733
+                    event(port.leg_id, packet, now)
         self.received += count
         return count
 
-    def send(self, out: Iterable[tuple[object, bytes, Addr]]) -> None:
-        """Send what the engine returned (``tick``, ``remove_leg``); failures are counted."""
-        for handle, data, addr in out:
-            port = cast(_Port, handle)
+    def send(self, out: Iterable[tuple[Any, bytes, Addr]]) -> None:
+        """Send what the engine returned (``tick``, ``remove_leg``); failures are counted.
+        The handles are this object's ports (:meth:`adopt`)."""
+        write = os.write
+        port: _Port
+        for port, data, addr in out:
             try:
                 if addr == port.connected:
-                    port.sock.send(data)
+                    write(port.fd, data)  # a connected datagram socket: one send
                     continue
                 if port.connected is not None:
                     # Sending elsewhere now (re-INVITE or a new latch): listen to anyone again.
@@ -305,6 +323,7 @@ class MediaRuntime:
             leg_id, room, media, ssrc=secrets.randbits(32), now=self._loop.time(),
             rtp_handle=rtp, rtcp_handle=rtcp, cname=f"bridge-{leg_id}",
         )
+        self.io.attach(leg_id)
 
     def detach_leg(self, leg_id: str) -> tuple[LegTransfer, socket.socket, socket.socket]:
         """Hand a leg's media to another process: its state and its two open sockets. The
@@ -320,6 +339,7 @@ class MediaRuntime:
         handles = self.io.adopt(state.leg_id, rtp, rtcp)
         self.engine.import_leg(state, now=self._loop.time(), rtp_handle=handles[0],
                                rtcp_handle=handles[1])
+        self.io.attach(state.leg_id)
 
     def release_port(self, leg_id: str) -> None:
         """The leg whose media lives elsewhere has ended: its port may be reused."""

@@ -64,6 +64,7 @@ def rig() -> Iterator[Rig]:
     engine.add_leg("a", "r", LegMedia(codec=Codec.PCMU, payload_type=0, telephone_event_pt=None,
                                       remote=phone.addr),
                    ssrc=1, now=0.0, rtp_handle=handles[0], rtcp_handle=handles[1])
+    io.attach("a")
     yield engine, io, local, phone
     io.close_all()
     phone.close()
