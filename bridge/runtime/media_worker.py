@@ -471,6 +471,7 @@ class MediaWorker:
         except Exception:
             self.io.close(state.leg_id)
             raise
+        self.io.attach(state.leg_id)  # its RTP straight to its session
 
     def stats(self, *, mark: bool) -> WorkerStats:
         ticks0, skipped0, cpu0, sent0, received0 = self._mark
