@@ -87,6 +87,15 @@ class DigitMerger:
         """Whether in-band detection is still useful for this leg."""
         return not (self.policy.inband_off_after_rfc4733 and self._rfc4733_seen)
 
+    @property
+    def rfc4733_seen(self) -> bool:
+        """Whether the leg has sent an RFC 4733 digit."""
+        return self._rfc4733_seen
+
+    def rfc4733_proven(self) -> None:
+        """The leg sent RFC 4733 digits before (the same call, in another engine)."""
+        self._rfc4733_seen = True
+
     def next_timer(self) -> float | None:
         """When :meth:`handle_timer` should run to release held reports.
 

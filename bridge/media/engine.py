@@ -122,6 +122,7 @@ class LegTransfer:
     gain: float
     packets_sent: int
     octets_sent: int
+    rfc4733_seen: bool = False  # it sent RFC 4733 digits: in-band detection stays off
 
 
 @dataclass(slots=True)
@@ -353,6 +354,7 @@ class MediaEngine:
             timestamp=session.current_timestamp, last_send=session.last_send,
             cname=session.cname, muted=leg.muted, deaf=leg.deaf, gain=leg.gain,
             packets_sent=session.counters.packets_sent, octets_sent=session.counters.octets_sent,
+            rfc4733_seen=leg.merger.rfc4733_seen,
         )
         self.remove_leg(leg_id, 0.0, 0.0)  # its BYE (if any) is not returned, so not sent
         return state
@@ -368,6 +370,9 @@ class MediaEngine:
         leg = self._legs[state.leg_id]
         counters = leg.session.counters
         counters.packets_sent, counters.octets_sent = state.packets_sent, state.octets_sent
+        if state.rfc4733_seen:
+            leg.merger.rfc4733_proven()
+            leg.inband = self._wants_inband(leg)
         if state.muted:
             self.set_muted(state.leg_id, True)
         if state.deaf:

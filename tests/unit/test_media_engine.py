@@ -1059,3 +1059,28 @@ def test_exported_leg_continues_its_stream_in_another_engine() -> None:
                 heard.append(Codec.PCMU.decode(parse_rtp(data).payload))
     assert len(heard) == 29 and rms(np.concatenate(heard)) < 10
     assert b.packets  # b stayed behind
+
+
+@pytest.mark.parametrize("proven", [True, False])
+def test_a_leg_that_sent_rfc4733_keeps_inband_detection_off_after_a_move(proven: bool) -> None:
+    rig = Rig()
+    a = rig.add("a", "r")
+    rig.add("b", "r")
+    if proven:
+        _send_event(rig, "a", "5")
+    rig.run(10)
+    state = rig.engine.export_leg("a")
+    assert state.rfc4733_seen is proven
+    other = MediaEngine()
+    other.import_leg(state, now=rig.now)
+    amp = dbm0_to_amplitude(-10.0)
+    low, high = DTMF_FREQS["1"]
+    digits: list[object] = []
+    for k in range(1, 31):  # a new source in the new engine (probation), then 100 ms of "1"
+        now = rig.now + k * TICK
+        pcm = dual(low, high, amp, k * FRAME) if 10 <= k < 15 else np.zeros(FRAME, np.int16)
+        other.receive_rtp("a", a.pcm(pcm), a.addr, now)
+        other.tick(now, WALL0 + now)
+        digits += [e for e in other.events() if isinstance(e, LegDigitReceived)]
+    expected = [] if proven else [LegDigitReceived(leg="a", digit="1", source="inband")]
+    assert digits == expected
