@@ -142,6 +142,9 @@ def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
                           help="callers dial their room directly (no IVR, no PIN)")
     capacity.add_argument("--profile", metavar="PATH", type=Path,
                           help="cProfile the bridge over the last step (pstats file)")
+    capacity.add_argument("--workers", metavar="N", type=_non_negative_int, default=0,
+                          help="run the bridge with N media worker processes "
+                               "([media] workers; default 0: one process)")
 
 
 def _non_negative_int(text: str) -> int:
@@ -161,7 +164,7 @@ def _bench(args: argparse.Namespace) -> int:
                          f"--rooms-of {args.rooms_of}")
     changes: dict[str, Any] = {
         "rooms_of": args.rooms_of, "talkers": talkers, "baseline": not args.no_baseline,
-        "routing": "direct" if args.direct else "conference",
+        "routing": "direct" if args.direct else "conference", "workers": args.workers,
     }
     if args.max_participants is not None:
         if args.max_participants < args.rooms_of:

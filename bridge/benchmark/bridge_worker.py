@@ -89,11 +89,14 @@ class BridgeWorkerConfig:
     max_participants: int = 0
     max_lateness_p99_ms: float = 0.0
     retry_after: int = 30
+    workers: int = 0  # [media] workers: media worker processes (0: all in one process)
     db_dir: str | None = None  # None: a temporary directory, removed at exit
 
     def __post_init__(self) -> None:
         if self.rooms < 1:
             raise ValueError("rooms must be positive")
+        if self.workers < 0:
+            raise ValueError("workers must not be negative")
         if self.routing not in ("conference", "direct"):
             raise ValueError(f"unknown routing {self.routing!r}")
 
@@ -120,7 +123,7 @@ def bridge_config(config: BridgeWorkerConfig, db_path: Path) -> Config:
         rtp=RtpConfig(bind_host=config.host, port_low=config.rtp_low, port_high=config.rtp_high),
         media=MediaConfig(max_participants=config.max_participants,
                           max_lateness_p99_ms=config.max_lateness_p99_ms,
-                          retry_after=config.retry_after),
+                          retry_after=config.retry_after, workers=config.workers),
         db_path=db_path,
     )  # not validate(): port 0 (any free port) is what a benchmark wants
 
@@ -151,12 +154,15 @@ class BridgeWorker:
         return engine.counters.packets_sent, received, dropped
 
     def joined(self) -> int:
-        """Legs no longer in the room of their own they start in (``leg:<call>``)."""
+        """Legs no longer in the room of their own they start in (``leg:<call>``): in a
+        conference room of this process or of a media worker."""
         engine = self.app.media.engine
-        return sum(1 for call in self.app.legs
-                   if call in engine and call not in engine.room_legs(f"leg:{call}"))
+        pool = self.app.pool
+        moved = pool.worker_legs if pool is not None else 0
+        return moved + sum(1 for call in self.app.legs
+                           if call in engine and call not in engine.room_legs(f"leg:{call}"))
 
-    def stats(self, *, mark: bool) -> dict[str, Any]:
+    async def stats(self, *, mark: bool) -> dict[str, Any]:
         media = self.app.media
         ticks = media.ticks - self._mark_ticks
         window = min(ticks, LATENESS_RING)
@@ -166,7 +172,7 @@ class BridgeWorker:
         cpu = time.process_time()
         skipped = media.skipped_ticks - self._mark_skipped
         counters = self.app.counters
-        result = {
+        result: dict[str, Any] = {
             "ticks": ticks,
             "skipped_ticks": skipped,
             "lateness_p50_ms": p50,
@@ -182,7 +188,20 @@ class BridgeWorker:
             "calls_answered": counters.calls_answered,
             "calls_rejected": counters.calls_rejected,
             "calls_ended": counters.calls_ended,
+            "workers": [],
         }
+        pool = self.app.pool
+        if pool is not None:
+            # Each media worker's own clock: the step's lateness is the worst process's.
+            workers = await pool.stats(mark=mark)
+            result["workers"] = [asdict(w) for w in workers]
+            result["legs"] += sum(w.legs for w in workers)
+            for key in ("lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms"):
+                result[key] = max([result[key], *(getattr(w, key) for w in workers)])
+            result["skipped_ticks"] += sum(w.skipped_ticks for w in workers)
+            result["packets_sent"] += sum(w.packets_sent for w in workers)
+            result["packets_received"] += sum(w.packets_received for w in workers)
+            result["cpu_seconds"] += sum(w.cpu_seconds for w in workers)
         if mark:
             self._mark_ticks, self._mark_skipped = media.ticks, media.skipped_ticks
             self._mark_cpu, self._mark_counts = cpu, counts
@@ -251,7 +270,7 @@ async def _serve(config: BridgeWorkerConfig, uvloop: bool, directory: Path) -> N
     worker = BridgeWorker(app)
 
     async def stats(command: dict[str, Any]) -> dict[str, Any]:
-        return worker.stats(mark=bool(command.get("mark", True)))
+        return await worker.stats(mark=bool(command.get("mark", True)))
 
     async def profile_start(command: dict[str, Any]) -> dict[str, Any]:
         worker.profile_start()
@@ -265,7 +284,8 @@ async def _serve(config: BridgeWorkerConfig, uvloop: bool, directory: Path) -> N
         "stats": stats, "profile_start": profile_start, "profile_stop": profile_stop,
     }
     ready = {"pid": os.getpid(), "uvloop": uvloop, "sip_port": sip_port,
-             "routing": config.routing, "rooms": _rooms(config, sip_port)}
+             "routing": config.routing, "rooms": _rooms(config, sip_port),
+             "worker_pids": [w.pid for w in await app.pool.stats()] if app.pool else []}
     try:
         await serve_commands(ready, handlers)
     finally:
@@ -302,6 +322,7 @@ class BridgeWorkerProcess(WorkerProcess):
                          start_timeout=start_timeout)
         self.sip_port = int(self.ready["sip_port"])
         self.rooms: list[dict[str, Any]] = list(self.ready["rooms"])
+        self.worker_pids: list[int] = [int(p) for p in self.ready.get("worker_pids", [])]
 
     def stats(self, *, mark: bool = True) -> dict[str, Any]:
         """Counters since the last mark (see the module docstring)."""

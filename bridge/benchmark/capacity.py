@@ -84,6 +84,7 @@ class CapacityOptions:
     join_timeout: float = 60.0
     call_rate: float = 200.0
     routing: Routing = "conference"
+    workers: int = 0  # media worker processes of the bridge ([media] workers)
     baseline: bool = True
     confirm_failures: int = 1
     criteria: StopCriteria = field(default_factory=StopCriteria)
@@ -203,15 +204,18 @@ def measure_bridge(options: CapacityOptions, progress: Progress | None = None,
     criteria = options.criteria
     results: list[StepResult] = []
     say(f"bridge: starting ({options.routing} routing, {rooms} rooms of {options.rooms_of}, "
-        f"{options.talkers} talkers, steps {', '.join(map(str, steps))})")
-    bridge = BridgeWorkerProcess(BridgeWorkerConfig(rooms=rooms, routing=options.routing))
+        f"{options.talkers} talkers, {options.workers} media workers, "
+        f"steps {', '.join(map(str, steps))})")
+    bridge = BridgeWorkerProcess(BridgeWorkerConfig(rooms=rooms, routing=options.routing,
+                                                    workers=options.workers))
     try:
         gen = LoadGenerator(LoadGenConfig(
             mode="sip", rooms_of=options.rooms_of, talkers=options.talkers,
             call_rate=options.call_rate, pin_delay=0.5,
         ))
         try:
-            meter, gen_meter = ProcMeter([bridge.pid]), ProcMeter([gen.pid])
+            meter = ProcMeter([bridge.pid, *bridge.worker_pids])
+            gen_meter = ProcMeter([gen.pid])
             room_map = dict(enumerate(bridge.rooms))
             current = failed = 0
             for total in steps:
