@@ -8,7 +8,9 @@ accepts ``now`` only for symmetry with the other cores.
 Behaviour per tick (:meth:`JitterBuffer.pop`, called exactly once per tick):
 
 * BUFFERING (start, or after an underrun): output SILENCE until ``target_depth`` frames are
-  queued, then PLAYING from the oldest queued slot.
+  queued, or the oldest queued frame has waited ``target_depth`` ticks (the frames after it
+  are late: waiting for them would only build a backlog that is then flushed), then PLAYING
+  from the oldest queued slot.
 * PLAYING: output the frame of the current slot (AUDIO); if it is missing, conceal with REPEAT
   of the last payload at ``conceal_gains`` (1.0, 0.5, 0.25), then SILENCE; after that many
   consecutive missing frames with nothing queued the buffer returns to BUFFERING, so the next
@@ -120,6 +122,7 @@ class JitterBuffer:
         "_playing",
         "_ref_slot",
         "_ref_ts",
+        "_waited",
         "counters",
     )
 
@@ -144,6 +147,7 @@ class JitterBuffer:
         self._last_payload: bytes | None = None
         self._missing = 0
         self._over_target = 0
+        self._waited = 0  # ticks the oldest queued frame has waited while BUFFERING
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -279,9 +283,15 @@ class JitterBuffer:
 
     def pop(self) -> Frame:
         """The frame to play this tick. Call exactly once per tick."""
-        if not self._playing:
-            return _BUFFERING_SILENCE
         cfg = self._cfg
+        if not self._playing:
+            if not self._buf:
+                return _BUFFERING_SILENCE
+            self._waited += 1
+            if self._waited < cfg.target_depth:
+                return _BUFFERING_SILENCE
+            self._playing = True  # the oldest frame has waited long enough: play it now
+            self._missing = 0
         if self._buf and self._newest_slot - self._play_slot >= cfg.target_depth:
             # Depth above target (sender clock faster, or a burst refilled to max): after
             # ``shrink_after`` such ticks drop one frame so latency returns to the target.
@@ -314,6 +324,7 @@ class JitterBuffer:
         ts_guess = (self._last_ts + missing * cfg.frame_samples) & 0xFFFFFFFF
         if not self._buf and missing >= len(gains):
             self._playing = False
+            self._waited = 0
             counters.underruns += 1
         if missing <= len(gains) and self._last_payload is not None:
             counters.concealed += 1

@@ -232,6 +232,19 @@ def test_random_arrivals_keep_order_and_bounded_depth(
         assert c.late + c.duplicate == len(dups)
 
 
+def test_buffering_starts_playout_when_the_first_frame_has_waited_the_target_depth() -> None:
+    """Found by the property above: the first two frames on time, the next two 40 ms late.
+    Waiting for three frames queued stalled until the late ones and the next on-time frame
+    came together, and the backlog flush then dropped the first two. Playout starts when the
+    oldest frame has waited ``target_depth`` ticks; every frame is played, in order."""
+    jb = JitterBuffer(JitterConfig(target_depth=3, max_depth=4, shrink_after=10))
+    out = run(jb, [[0], [1], [], [], [2, 4], [3], [], [], [], []])
+    kinds = [f.kind for f in out]
+    assert kinds[:2] == [FrameKind.SILENCE, FrameKind.SILENCE]
+    assert [idx(f) for f in out[2:7]] == [0, 1, 2, 3, 4]
+    assert jb.counters.flushed == 0 and jb.counters.played == 5
+
+
 # -- the in-order fast path of put against the general path ---------------------------------------
 
 
