@@ -23,7 +23,10 @@ Commands (one JSON reply each):
     ``packets_received``, ``packets_dropped`` (RTP refused by the sessions plus late or
     flushed frames of the jitter buffers), ``cpu_seconds``; now: ``legs`` (media legs),
     ``joined`` (legs moved out of their own room into a conference), ``calls_offered``,
-    ``calls_answered``, ``calls_rejected``, ``calls_ended``.
+    ``calls_answered``, ``calls_rejected``, ``calls_ended``. With media workers
+    (``workers`` > 0): ``workers`` lists each worker's own figures, lateness is the worst of
+    the processes carrying media (the main process's only while it holds legs; its own p99 is
+    ``main_lateness_p99_ms``), and packets, ticks skipped and CPU seconds add the workers'.
 ``profile_start`` / ``profile_stop`` ``{"path": "..."}`` -> cProfile of the process between
     the two, dumped with :meth:`cProfile.Profile.dump_stats` (for ``python -m pstats``).
 """
@@ -196,8 +199,13 @@ class BridgeWorker:
             workers = await pool.stats(mark=mark)
             result["workers"] = [asdict(w) for w in workers]
             result["legs"] += sum(w.legs for w in workers)
+            # The main process's own clock counts while it carries media (callers in the
+            # IVR); with every leg in a worker it ticks for nobody.
+            main = [result] if media.engine.leg_count else []
+            result["main_lateness_p99_ms"] = p99
             for key in ("lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms"):
-                result[key] = max([result[key], *(getattr(w, key) for w in workers)])
+                result[key] = max([*(r[key] for r in main), *(getattr(w, key) for w in workers)],
+                                  default=0.0)
             result["skipped_ticks"] += sum(w.skipped_ticks for w in workers)
             result["packets_sent"] += sum(w.packets_sent for w in workers)
             result["packets_received"] += sum(w.packets_received for w in workers)
