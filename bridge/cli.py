@@ -145,6 +145,9 @@ def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
     capacity.add_argument("--workers", metavar="N", type=_non_negative_int, default=0,
                           help="run the bridge with N media worker processes "
                                "([media] workers; default 0: one process)")
+    capacity.add_argument("--scaling", action="store_true",
+                          help="ramp the bridge with --workers (at least 1) and with twice as "
+                               "many, and report how capacity scales")
 
 
 def _non_negative_int(text: str) -> int:
@@ -165,6 +168,7 @@ def _bench(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {
         "rooms_of": args.rooms_of, "talkers": talkers, "baseline": not args.no_baseline,
         "routing": "direct" if args.direct else "conference", "workers": args.workers,
+        "scaling": args.scaling,
     }
     if args.max_participants is not None:
         if args.max_participants < args.rooms_of:

@@ -25,7 +25,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -85,6 +85,7 @@ class CapacityOptions:
     call_rate: float = 200.0
     routing: Routing = "conference"
     workers: int = 0  # media worker processes of the bridge ([media] workers)
+    scaling: bool = False  # then also ramp the bridge with twice the workers (at least 1 -> 2)
     baseline: bool = True
     confirm_failures: int = 1
     criteria: StopCriteria = field(default_factory=StopCriteria)
@@ -119,10 +120,20 @@ class CapacityReport:
     bridge: CapacityRun
     relay: CapacityRun | None
     meta: dict[str, Any]
+    scaled: CapacityRun | None = None  # --scaling: the bridge with twice the workers
 
     @property
     def runs(self) -> list[CapacityRun]:
-        return [self.bridge] + ([self.relay] if self.relay is not None else [])
+        return [r for r in (self.bridge, self.scaled, self.relay) if r is not None]
+
+    @property
+    def scaling(self) -> float | None:
+        """Capacity with twice the media workers over capacity with the base count; None
+        unless the base run found its limit (a ramp that never failed has no capacity to
+        compare, only the top step it was given)."""
+        if self.scaled is None or self.bridge.stop_reason is None or not self.bridge.capacity:
+            return None
+        return self.scaled.capacity / self.bridge.capacity
 
     @property
     def ratio(self) -> float | None:
@@ -166,7 +177,7 @@ def _wait_joined(bridge: BridgeWorkerProcess, total: int, timeout: float) -> dic
 
 
 def _measure_step(
-    *, bridge: BridgeWorkerProcess, gen: LoadGenerator, meter: ProcMeter,
+    *, system: str, bridge: BridgeWorkerProcess, gen: LoadGenerator, meter: ProcMeter,
     gen_meter: ProcMeter, participants: int, seconds: float, failed_calls: int,
 ) -> StepResult:
     gen.stats(mark=True)
@@ -177,7 +188,7 @@ def _measure_step(
     stats = bridge.stats(mark=True)
     window = gen.stats(mark=True)["window"]
     return make_step(
-        system="bridge", participants=participants, before=before, after=after,
+        system=system, participants=participants, before=before, after=after,
         ticks=int(stats["ticks"]),
         lateness_ms=(float(stats["lateness_p50_ms"]), float(stats["lateness_p99_ms"]),
                      float(stats["lateness_max_ms"])),
@@ -194,7 +205,7 @@ def _describe(step: StepResult, criteria: StopCriteria) -> str:
 
 
 def measure_bridge(options: CapacityOptions, progress: Progress | None = None,
-                   *, profile: Path | None = None) -> CapacityRun:
+                   *, profile: Path | None = None, system: str = "bridge") -> CapacityRun:
     """Ramp the bridge through :func:`plan_steps` with real SIP calls (see the module
     docstring). ``profile``: a cProfile of the bridge over the last measured step is dumped
     there (its overhead inflates that step's CPU)."""
@@ -203,7 +214,7 @@ def measure_bridge(options: CapacityOptions, progress: Progress | None = None,
     rooms = -(-steps[-1] // options.rooms_of)
     criteria = options.criteria
     results: list[StepResult] = []
-    say(f"bridge: starting ({options.routing} routing, {rooms} rooms of {options.rooms_of}, "
+    say(f"{system}: starting ({options.routing} routing, {rooms} rooms of {options.rooms_of}, "
         f"{options.talkers} talkers, {options.workers} media workers, "
         f"steps {', '.join(map(str, steps))})")
     bridge = BridgeWorkerProcess(BridgeWorkerConfig(rooms=rooms, routing=options.routing,
@@ -220,12 +231,12 @@ def measure_bridge(options: CapacityOptions, progress: Progress | None = None,
             current = failed = 0
             for total in steps:
                 added = total - current
-                say(f"bridge: {total} participants: placing {added} calls")
+                say(f"{system}: {total} participants: placing {added} calls")
                 reply = gen.add(added, rooms=room_map, timeout=options.join_timeout)
                 current = total
                 failed += int(reply["states"].get("failed", 0))
                 joined = _wait_joined(bridge, total - failed, options.join_timeout)
-                say(f"bridge: {total} participants: {joined['joined']} joined, "
+                say(f"{system}: {total} participants: {joined['joined']} joined, "
                     f"{failed} failed calls; measuring {options.step_seconds:g} s")
                 time.sleep(options.settle_seconds)
                 last = total == steps[-1]
@@ -233,16 +244,17 @@ def measure_bridge(options: CapacityOptions, progress: Progress | None = None,
                     if profile is not None and last:
                         bridge.profile_start()
                     step = _measure_step(
-                        bridge=bridge, gen=gen, meter=meter, gen_meter=gen_meter,
+                        system=system, bridge=bridge, gen=gen, meter=meter,
+                        gen_meter=gen_meter,
                         participants=int(joined["joined"]), seconds=options.step_seconds,
                         failed_calls=failed,
                     )
                     if profile is not None and last:
                         bridge.profile_stop(profile)
-                    say(f"bridge: {total} participants: {_describe(step, criteria)}")
+                    say(f"{system}: {total} participants: {_describe(step, criteria)}")
                     if criteria.passes(step) or attempt == options.confirm_failures:
                         break
-                    say(f"bridge: {total} participants: measuring again")
+                    say(f"{system}: {total} participants: measuring again")
                 results.append(step)
                 if not criteria.passes(step):
                     break
@@ -251,7 +263,7 @@ def measure_bridge(options: CapacityOptions, progress: Progress | None = None,
             gen.close()
     finally:
         bridge.close(timeout=30.0)
-    return CapacityRun(system="bridge", rooms_of=options.rooms_of, talkers=options.talkers,
+    return CapacityRun(system=system, rooms_of=options.rooms_of, talkers=options.talkers,
                        steps=tuple(results), criteria=criteria)
 
 
@@ -260,7 +272,20 @@ def run_capacity(options: CapacityOptions, progress: Progress | None = None,
     """The bridge ramp, then the relay ramp over the bridge's steps (the baseline)."""
     say = progress or (lambda _line: None)
     started = time.monotonic()
-    bridge = measure_bridge(options, progress, profile=profile)
+    scaled = None
+    if options.scaling:
+        base = max(1, options.workers)
+        options = replace(options, workers=base)
+        bridge = measure_bridge(options, progress, system=f"bridge-{base}w")
+        # Twice the workers, twice each step (whole rooms): the same load per worker.
+        n = options.rooms_of
+        double = replace(options, workers=2 * base,
+                         steps=tuple(2 * s // n * n for s in plan_steps(options)),
+                         max_participants=2 * options.max_participants // n * n)
+        scaled = measure_bridge(double, progress, profile=profile,
+                                system=f"bridge-{2 * base}w")
+    else:
+        bridge = measure_bridge(options, progress, profile=profile)
     relay = None
     if options.baseline:
         # The relay ramps the same participant counts the bridge reached, and goes on to the
@@ -284,9 +309,10 @@ def run_capacity(options: CapacityOptions, progress: Progress | None = None,
         "started": time.time(),
         "elapsed_s": 0.0,
     }
-    report = CapacityReport(bridge=bridge, relay=relay, meta=meta)
+    report = CapacityReport(bridge=bridge, relay=relay, meta=meta, scaled=scaled)
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
     meta["ratio_bridge_over_relay"] = report.ratio
+    meta["scaling_capacity_ratio"] = report.scaling
     meta["recommended_max_participants"] = recommended_limit(bridge)
     return report
 
@@ -315,6 +341,17 @@ def format_summary(report: CapacityReport) -> str:
     if ratio is not None:
         lines.append(f"cost: bridge / relay CPU per participant-tick = {ratio:.2f}x "
                      f"(median over the steps both passed)")
+    scaled = report.scaled
+    if scaled is not None:
+        base = report.bridge
+        scaling = report.scaling
+        lines.append(
+            f"scaling: {scaled.system} {scaled.capacity} vs {base.system} {base.capacity} "
+            "participants = " + (f"{scaling:.2f}x" if scaling is not None else
+                                 f"n/a ({base.system} passed every step: raise "
+                                 "--max-participants)")
+            + f"; CPU per participant-tick {scaled.cpu_us_per_participant_tick:.2f} vs "
+            f"{base.cpu_us_per_participant_tick:.2f} us")
     lines.append(f"recommended [media] max_participants = {recommended_limit(report.bridge)} "
                  f"({HEADROOM:.0%} of the bridge's capacity {report.bridge.capacity})")
     return "\n".join(lines)

@@ -176,7 +176,7 @@ def make_step(
 
 
 _COLUMNS: tuple[tuple[str, str, Callable[[StepResult], object]], ...] = (
-    ("system", "{:<7}", attrgetter("system")),
+    ("system", "{:<9}", attrgetter("system")),
     ("parts", "{:>6}", attrgetter("participants")),
     ("p50 ms", "{:>7.2f}", attrgetter("lateness_p50_ms")),
     ("p99 ms", "{:>7.2f}", attrgetter("lateness_p99_ms")),
@@ -289,7 +289,8 @@ _GLYPHS = {
     "R": "##.,#.#,##.,#.#,#.#", "S": "###,#..,###,..#,###", "T": "###,.#.,.#.,.#.,.#.",
     "U": "#.#,#.#,#.#,#.#,###", "Y": "#.#,#.#,.#.,.#.,.#.", "-": "...,...,###,...,...",
 }
-_COLOURS = {"bridge": (31, 119, 180), "relay": (255, 127, 14)}
+_COLOURS = {"bridge": (31, 119, 180), "relay": (255, 127, 14),
+            "bridge-1w": (31, 119, 180), "bridge-2w": (148, 103, 189)}
 _OTHER = (44, 160, 44)
 _LIMIT = (214, 39, 40)
 _INK = (40, 40, 40)

@@ -129,3 +129,22 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv: list[str], fragment: str,
 def test_cli_needs_a_benchmark_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["bench"]) == 2
     assert "required" in capsys.readouterr().err
+
+
+def test_scaling_compares_capacities_only_when_the_base_run_found_its_limit() -> None:
+    base = run("bridge-1w", step("bridge-1w", 300, 15.0), step("bridge-1w", 600, 16.0, p99=9.0))
+    double = run("bridge-2w", step("bridge-2w", 600, 15.5), step("bridge-2w", 1200, 16.5, p99=7.0))
+    report = CapacityReport(bridge=base, relay=None, meta={}, scaled=double)
+    assert report.scaling == pytest.approx(2.0)  # 600 / 300
+    assert [r.system for r in report.runs] == ["bridge-1w", "bridge-2w"]
+    assert "scaling: bridge-2w 600 vs bridge-1w 300 participants = 2.00x" in format_summary(report)
+    unbounded = run("bridge-1w", step("bridge-1w", 300, 15.0), step("bridge-1w", 600, 16.0))
+    report = CapacityReport(bridge=unbounded, relay=None, meta={}, scaled=double)
+    assert report.scaling is None
+    assert "n/a (bridge-1w passed every step" in format_summary(report)
+
+
+def test_cli_workers_must_be_a_whole_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["bench", "capacity", "--workers", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers" in err[0]
