@@ -34,7 +34,7 @@ from bridge.rtp.dtmf import (
     Rfc4733Receiver,
     Rfc4733ReceiverConfig,
 )
-from bridge.rtp.jitter import FrameKind
+from bridge.rtp.jitter import Frame, FrameKind
 from bridge.rtp.packet import RtpPacket
 from bridge.rtp.session import PayloadFormat, RtpSession, SessionConfig
 
@@ -157,6 +157,14 @@ class _Leg:
     muted: bool = False  # the mixer flags, re-applied when a codec change moves the slot
     deaf: bool = False
     gain: float = 1.0
+    # Per-tick shortcuts: the session's jitter buffer pop (RtpSession.pop_frame without the
+    # extra call) and ``media.sends``.
+    pop_frame: Callable[[], Frame] = field(init=False)
+    sends: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pop_frame = self.session.jitter.pop
+        self.sends = self.media.sends
 
 
 @dataclass(slots=True, eq=False)
@@ -291,6 +299,7 @@ class MediaEngine:
         if media.remote is not None and media.remote != leg.session.remote:
             leg.session.set_remote(media.remote)
         leg.media = media
+        leg.sends = media.sends
         leg.inband = self._wants_inband(leg)
         self._inband_dirty = True
 
@@ -543,20 +552,21 @@ class MediaEngine:
         # Frames at unit gain are copied into the mixer in one vectorised write after the loop.
         slots: list[int] = []
         payloads: list[bytes] = []
+        audio, repeat, silent = FrameKind.AUDIO, FrameKind.REPEAT, FrameKind.SILENCE
         for leg in self._legs.values():
-            kind, payload, gain, _, _ = leg.session.jitter.pop()  # RtpSession.pop_frame
+            kind, payload, gain, _, _ = leg.pop_frame()
             if (
-                kind is FrameKind.SILENCE
+                kind is silent
                 or payload is None
                 or len(payload) != FRAME_SAMPLES
-                or (kind is FrameKind.REPEAT and leg.held_back)  # never conceal a DTMF tone
+                or (kind is repeat and leg.held_back)  # never conceal a DTMF tone
             ):
-                if payload is not None and kind is FrameKind.AUDIO:
+                if payload is not None and kind is audio:
                     self.counters.bad_frames += 1  # another ptime: counted once, not played
                 if leg.inband:
                     payload_in[leg.slot] = silence[leg.media.codec]
                 continue
-            if kind is FrameKind.AUDIO:
+            if kind is audio:
                 leg.held_back = False
             if gain == 1.0:
                 slots.append(leg.slot)
@@ -592,7 +602,7 @@ class MediaEngine:
         for leg in self._legs.values():
             session = leg.session
             remote = session.remote
-            if remote is None or not leg.media.sends:
+            if remote is None or not leg.sends:
                 continue
             start = rows[leg.slot] * FRAME_SAMPLES
             append((leg.rtp_handle,

@@ -152,7 +152,9 @@ class RtpSession:
         self.jitter = JitterBuffer(self.config.jitter)
         self._payload = payload
         self._set_fast_fields(payload)
-        self._remote = remote
+        # Where to send RTP: the latched source, else the SDP address. A plain attribute (read
+        # per leg per tick); change it with set_remote.
+        self.remote = remote
         self._remote_rtcp: Address | None = None
         self._latched = False
         self._stats: ReceiverStats | None = None
@@ -172,18 +174,13 @@ class RtpSession:
     # -- addresses and negotiation ---------------------------------------------------------
 
     @property
-    def remote(self) -> Address | None:
-        """Where to send RTP: the latched source, else the SDP address."""
-        return self._remote
-
-    @property
     def remote_rtcp(self) -> Address | None:
         """Where to send RTCP: the latched RTCP source, else RTP port + 1 (RFC 3550 §11)."""
         if self._remote_rtcp is not None:
             return self._remote_rtcp
-        if self._remote is None:
+        if self.remote is None:
             return None
-        return (self._remote[0], self._remote[1] + 1)
+        return (self.remote[0], self.remote[1] + 1)
 
     @property
     def latched(self) -> bool:
@@ -204,7 +201,7 @@ class RtpSession:
 
     def set_remote(self, addr: Address | None) -> None:
         """New SDP address (re-INVITE): send there and latch again on the next valid packet."""
-        self._remote = addr
+        self.remote = addr
         self._remote_rtcp = None
         self._latched = False
 
@@ -227,7 +224,7 @@ class RtpSession:
         (RFC 5761) is passed to :meth:`receive_rtcp`.
         """
         c = self.counters
-        if self._latched and addr != self._remote:
+        if self._latched and addr != self.remote:
             c.dropped_foreign_source += 1
             return None
         if is_rtcp(data):
@@ -298,7 +295,7 @@ class RtpSession:
             and data[0] == 0x80
             and self._latched
             and stats is not None
-            and addr == self._remote
+            and addr == self.remote
         ):
             seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
             if ssrc == stats.ssrc and stats.update_next(seq, ts, now):
@@ -325,7 +322,7 @@ class RtpSession:
     ) -> ReceivedPacket:
         c = self.counters
         if self.config.symmetric_rtp and not self._latched:
-            self._remote = addr
+            self.remote = addr
             self._latched = True
         c.packets_received += 1
         c.octets_received += len(packet.payload)

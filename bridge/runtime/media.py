@@ -164,6 +164,7 @@ class RtpIo:
             return 0
         poll = self._epoll.poll
         event = self.engine.receive_event
+        read = os.read
         count = 0
         for _ in range(self.MAX_ROUNDS):
             ready = poll(0, len(ports))
@@ -175,7 +176,7 @@ class RtpIo:
                     continue
                 try:
                     if port.connected is not None:
-                        data = port.sock.recv(2048)
+                        data = read(port.fd, 2048)  # a connected datagram socket: one recv
                         addr = port.connected
                     else:
                         data, source = port.sock.recvfrom(2048)
