@@ -43,6 +43,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import tempfile
 import time
@@ -275,6 +276,7 @@ async def _serve(config: BridgeWorkerConfig, uvloop: bool, directory: Path) -> N
         controller = DirectRoomController()
     app = BridgeApp(bridge, controller)
     _, sip_port = await app.start()
+    gc.freeze()  # as `bridge serve` does once it has started
     worker = BridgeWorker(app)
 
     async def stats(command: dict[str, Any]) -> dict[str, Any]:

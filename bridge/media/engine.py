@@ -545,6 +545,8 @@ class MediaEngine:
     def tick(self, now: float, wallclock: float) -> list[Outgoing]:
         """Advance every leg by one 20 ms frame; return the datagrams to send."""
         self.counters.ticks += 1
+        if not self._legs:  # e.g. a main process whose callers all sit in media workers
+            return []
         mixer = self.mixer
         payload_in = mixer.payload_in
         has_input = mixer.has_input

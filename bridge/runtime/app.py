@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import secrets
@@ -653,6 +654,10 @@ def serve(config: Config, *, log_level: str = "INFO") -> int:
                           config.sip.listen_port, exc.strerror)
                 return 1
             print(f"bridge: SIP on {host}:{port}; dial sip:+NUMBER@{app.endpoint.config.sent_by_host if app.endpoint else host}:{port}", flush=True)  # noqa: E501
+            # What exists now (modules, prompts, the store) lives as long as the process: keep
+            # it out of the cyclic collector's full passes, whose pauses would delay the media
+            # clock (the objects of calls are still collected as usual).
+            gc.freeze()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

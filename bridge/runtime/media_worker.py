@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import pickle
@@ -507,7 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     channel = Channel(socket.socket(fileno=args.fd))
-    return MediaWorker(channel).run()
+    worker = MediaWorker(channel)
+    gc.freeze()  # modules and the engine live as long as the worker: no full passes over them
+    return worker.run()
 
 
 if __name__ == "__main__":
