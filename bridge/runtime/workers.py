@@ -19,7 +19,9 @@ the controller's calls straight to the :class:`~bridge.media.engine.MediaEngine`
   ``play`` returns) and learns finished counts from ``PromptFinished``; per leg an offset keeps
   the counts growing across moves, as :class:`~bridge.media.prompts.PromptPlayer` tickets do.
 * A worker that dies: its legs are reported to ``on_lost`` (the application hangs them up),
-  their ports are freed when the calls end, and a fresh worker takes its place.
+  their ports are freed when the calls end, and a fresh worker takes its place: at once, or
+  :data:`RESTART_DELAY` later when it died within :data:`RESTART_HOLDOFF` of its start (no
+  respawning in a loop; meanwhile new rooms go to the other workers or the main process).
 
 Moving a leg out of a worker waits for the worker's answer (a few hundred microseconds; at
 most :data:`EXPORT_TIMEOUT`): only a kicked participant goes that way.
@@ -32,6 +34,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import select
 import socket
@@ -79,7 +82,8 @@ Clip = npt.NDArray[np.int16]
 EXPORT_TIMEOUT = 2.0  # seconds a worker has to give a leg back
 START_TIMEOUT = 20.0  # seconds a worker has to start (import numpy, say ready)
 QUIT_TIMEOUT = 3.0  # seconds a worker has to exit after Quit before it is killed
-RESTART_HOLDOFF = 5.0  # a worker that dies younger than this is not replaced at once
+RESTART_HOLDOFF = 5.0  # a worker that dies younger than this is not replaced at once ...
+RESTART_DELAY = 5.0  # ... but this many seconds later (a worker that cannot live: no loop)
 
 
 class MediaControl(Protocol):
@@ -188,6 +192,7 @@ class _Prompts:
     base: int = 0
     enqueued: int = 0  # what the last ticket was (global)
     finished: int = 0  # what PromptFinished said (global), for targets in a worker
+    told: int = 0  # the highest count a PromptFinished handed to the controller (global)
 
 
 def _source_root() -> str:
@@ -222,6 +227,7 @@ class WorkerPool:
         self._prompts: dict[str, _Prompts] = {}
         self._requests = itertools.count(1)
         self._stats: dict[int, tuple[_Worker, asyncio.Future[WorkerStats]]] = {}
+        self._restarts: dict[int, asyncio.TimerHandle] = {}  # by worker index
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.deaths = 0
@@ -274,6 +280,9 @@ class WorkerPool:
         stragglers. The legs still in workers are not hung up here: the application ends
         the calls first."""
         self._closing = True
+        for timer in self._restarts.values():
+            timer.cancel()
+        self._restarts.clear()
         workers = [w for w in self.workers if w.alive]
         for worker in workers:
             self._send(worker, Quit())
@@ -376,9 +385,14 @@ class WorkerPool:
 
     def _worker_event(self, worker: _Worker, event: MediaEvent) -> MediaEvent:
         if isinstance(event, PromptFinished):
-            counts = self._prompts.setdefault(event.target, _Prompts())
+            # Counts exist for every target played to through the pool; none: the target is
+            # gone meanwhile (hung up, room emptied), and must not be brought back here.
+            counts = self._prompts.get(event.target)
+            if counts is None:
+                return event
             total = counts.base + event.count
             counts.finished = max(counts.finished, total)
+            counts.told = max(counts.told, total)
             return PromptFinished(target=event.target, count=total)
         return event
 
@@ -386,8 +400,11 @@ class WorkerPool:
         """An event of the main process's engine, in the counts the controller sees."""
         if isinstance(event, PromptFinished):
             counts = self._prompts.get(event.target)
-            if counts is not None and counts.base:
-                return PromptFinished(target=event.target, count=counts.base + event.count)
+            if counts is not None:
+                total = counts.base + event.count
+                counts.told = max(counts.told, total)
+                if counts.base:
+                    return PromptFinished(target=event.target, count=total)
         return event
 
     # -- workers dying ------------------------------------------------------------------------
@@ -419,17 +436,32 @@ class WorkerPool:
         self.deaths += 1
         log.error("media worker %d (pid %d) died with status %s: %d call(s) lose their media "
                   "and are hung up", worker.index, worker.pid, status, len(legs))
-        if time.monotonic() - worker.started >= RESTART_HOLDOFF or not self.workers:
-            try:
-                replacement = self._spawn(worker.index)
-                log.info("media worker %d restarted: pid %d", worker.index, replacement.pid)
-            except OSError:
-                log.exception("media worker %d could not be restarted", worker.index)
-        else:
-            log.error("media worker %d died %.1f s after its start: not restarted",
-                      worker.index, time.monotonic() - worker.started)
+        age = time.monotonic() - worker.started
+        if age >= RESTART_HOLDOFF:
+            self._restart(worker.index)
+        elif worker.index not in self._restarts:
+            # Not at once: a worker that cannot live (its start fails, a poison input) must
+            # not be respawned in a tight loop. Meanwhile new rooms go to the other workers,
+            # or run in the main process when there is none.
+            log.error("media worker %d died %.1f s after its start: restarted in %.0f s",
+                      worker.index, age, RESTART_DELAY)
+            loop = self._loop
+            assert loop is not None
+            self._restarts[worker.index] = loop.call_later(
+                RESTART_DELAY, self._restart, worker.index)
         if legs:
             self.on_lost(legs)
+
+    def _restart(self, index: int) -> None:
+        self._restarts.pop(index, None)
+        if self._closing:
+            return
+        try:
+            replacement = self._spawn(index)
+        except OSError:
+            log.exception("media worker %d could not be restarted", index)
+            return
+        log.info("media worker %d restarted: pid %d", index, replacement.pid)
 
     # -- placement ----------------------------------------------------------------------------
 
@@ -551,7 +583,11 @@ class WorkerPool:
         counts = self._prompts.setdefault(leg_id, _Prompts())
         total = max(counts.enqueued, finished, counts.base)
         counts.base = counts.enqueued = counts.finished = total
-        if finished < total:
+        # Whether the controller has heard of it, not whether the player had finished: the
+        # main engine reports a stop_prompts at its next tick, and a move right after the stop
+        # takes the leg (and that report) away before the tick.
+        if counts.told < total:
+            counts.told = total
             loop = self._loop
             assert loop is not None
             finish: list[MediaEvent] = [PromptFinished(target=leg_id, count=total)]
@@ -567,6 +603,10 @@ class WorkerPool:
         later: list[MediaEvent] = []
         loop = self._loop
         assert loop is not None
+        # poll, not select: the channel's descriptor may lie above FD_SETSIZE (1024) in a
+        # main process holding many sockets
+        poller = select.poll()
+        poller.register(channel.sock, select.POLLIN)
         try:
             while worker.alive:
                 left = deadline - time.monotonic()
@@ -574,31 +614,35 @@ class WorkerPool:
                     log.error("media worker %d: no answer to an export in %.1f s",
                               worker.index, EXPORT_TIMEOUT)
                     return None
-                writable = [channel.sock] if channel.pending else []
-                readable, can_write, _ = select.select([channel.sock], writable, [], left)
-                if can_write:
-                    channel.flush()
-                if not readable:
-                    continue
+                poller.modify(channel.sock,
+                              select.POLLIN | (select.POLLOUT if channel.pending else 0))
+                ready = poller.poll(math.ceil(left * 1000))
+                mask = ready[0][1] if ready else 0
                 try:
+                    if mask & select.POLLOUT:
+                        channel.flush()
+                    if not mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                        continue
                     messages = channel.receive()
                 except (EOFError, OSError):
                     loop.call_soon(self._died, worker)
                     return None
+                answered = False
                 found: tuple[LegTransfer, list[int]] | None = None
                 for message, fds in messages:
                     if isinstance(message, Exported) and message.request == request:
-                        if message.state is None or len(fds) != 2:
-                            for fd in fds:
-                                os.close(fd)
-                            return None
-                        found = (message.state, fds)
-                        self._leave(worker, leg_id)
+                        answered = True
+                        if message.state is not None and len(fds) == 2:
+                            found = (message.state, fds)
+                            self._leave(worker, leg_id)
+                            continue
+                        for fd in fds:  # no such leg there, or not its two sockets
+                            os.close(fd)
                         continue
                     for fd in fds:
                         os.close(fd)
-                    later.extend(self._take(worker, message))
-                if found is not None:
+                    later.extend(self._take(worker, message))  # the rest of the batch too
+                if answered:
                     return found
             return None
         finally:
