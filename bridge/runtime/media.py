@@ -37,7 +37,7 @@ class _Port:
     """One RTP or RTCP socket of a leg: the handle the engine gives back with each datagram.
 
     An RTP socket is ``connect``-ed to the peer once the peer's packets come from where we send
-    (the SDP address, or the latched source: symmetric RTP): a connected UDP socket skips the
+    and the session has latched that address (symmetric RTP): a connected UDP socket skips the
     per-packet route lookup and address conversion (``send`` costs about half of ``sendto``
     here) and the kernel drops packets from anyone else. When the sending address changes
     (re-INVITE, a new latch), the socket is disconnected and learns again.
@@ -217,7 +217,7 @@ class RtpIo:
                         port.connected = addr
                         port.sock.send(data)
                         continue
-                if addr == port.source and not port.rtcp:
+                if addr == port.source and not port.rtcp and self._latched(port.leg_id, addr):
                     port.sock.connect(addr)
                     port.connected = addr
                     port.sock.send(data)
@@ -225,6 +225,17 @@ class RtpIo:
                     port.sock.sendto(data, addr)
             except (OSError, ValueError):  # unreachable, closed or unusable address: count it
                 self.send_errors += 1
+
+
+    def _latched(self, leg_id: str, addr: Addr) -> bool:
+        """Whether the leg's session has latched ``addr`` and so drops every other source
+        itself; before that it takes a new source (symmetric RTP), which a connected socket
+        would never see."""
+        try:
+            session = self.engine.session(leg_id)
+        except KeyError:
+            return False
+        return session.latched and session.remote == addr
 
 
 class PortPool:

@@ -147,3 +147,29 @@ def test_a_closed_peer_counts_errors_and_nothing_raises(rig: Rig) -> None:
     for k in range(2, 8):
         _tick(engine, io, k)
     assert io.send_errors + io.receive_errors > 0
+
+
+def test_the_socket_connects_only_once_the_session_has_latched_the_peer(rig: Rig) -> None:
+    engine, io, local, phone = rig
+    handle = io.handles("a")[0]
+    phone.send(local, 1)  # a new source's first packet: held in probation, nothing latched
+    _wait_received(io, engine, 0, 1)
+    _tick(engine, io, 0)
+    session = engine.session("a")
+    assert not session.latched
+    # Until it latches, the session takes RTP from any address (symmetric RTP): the kernel must
+    # not drop it first. Here the peer's media comes from another port (a NAT rebinding, an SBC
+    # handing the stream over) before anything was latched.
+    moved = _Phone()
+    moved.seq = phone.seq  # the same stream, continued
+    try:
+        moved.send(local, 3)
+        _wait_received(io, engine, 1, 4)
+        _tick(engine, io, 1)
+        assert session.latched and session.remote == moved.addr
+        assert session.counters.packets_received == 3
+        _tick(engine, io, 2)  # sent to the latched address: now connected to it
+        assert handle.connected == moved.addr
+        assert parse_rtp(moved.read()).ssrc == 1
+    finally:
+        moved.close()
