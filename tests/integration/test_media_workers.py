@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,13 @@ from bridge.codecs.g711 import Codec
 from bridge.conference.enums import Language, LeaveReason
 from bridge.config import Config, MediaConfig, RtpConfig, SipConfig
 from bridge.ivr.flows import IvrTimers
-from bridge.media.engine import LegDigitReceived, MediaEvent, PromptFinished, TalkingChanged
+from bridge.media.engine import (
+    LegDigitReceived,
+    LegTransfer,
+    MediaEvent,
+    PromptFinished,
+    TalkingChanged,
+)
 from bridge.media.prompts import PromptLibrary
 from bridge.rtp.packet import RtpPacket, is_rtcp, parse_rtp
 from bridge.runtime.app import BridgeApp
@@ -320,9 +327,21 @@ async def test_a_kicked_leg_comes_back_to_the_main_process(rig: Rig) -> None:
     kicked = await rig.join("r1", "+4915100000162")
     leg = rig.leg_of("+4915100000162")
     heard = rig.heard["+4915100000162"]
+    # Record the leg's media arriving back in the main process (a failed export would also
+    # end the call, as lost media: the BYE alone does not tell).
+    adopted: list[tuple[str, int]] = []
+    adopt = rig.app.media.adopt_leg
+
+    def adopting(state: LegTransfer, rtp: socket.socket, rtcp: socket.socket) -> None:
+        adopt(state, rtp, rtcp)
+        adopted.append((state.leg_id, len(heard.packets)))
+
+    rig.app.media.adopt_leg = adopting  # type: ignore[method-assign]
     await moderator.send_digits("*5")
     assert (await kicked.wait_ended()).reason == "remote_bye"  # after "you were removed"
-    assert rig.pool.moves >= 3  # two moves in, one back out
+    [(back, packets_then)] = adopted
+    assert back == leg
+    assert len(heard.packets) > packets_then  # "you were removed", from the main process
     [record] = await rig.records("+4915100000162")
     assert record.leave_reason is LeaveReason.KICKED
     assert leg not in rig.app.media_control

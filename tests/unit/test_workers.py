@@ -3,6 +3,7 @@ channel's framing (pickled messages and descriptors over a real SEQPACKET socket
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -114,7 +115,12 @@ def test_sockets_travel_with_a_message(pair: tuple[Channel, Channel]) -> None:
         remote=("127.0.0.1", 4000), ssrc=0x1234, sequence=77, timestamp=16000,
         last_send=1.5, cname="bridge-a", muted=True, deaf=False, gain=1.0,
         packets_sent=10, octets_sent=1600)
-    ours.send(ImportLeg(state=state), [rtp.detach(), rtcp.detach()])  # the channel owns them
+    sent = [rtp.detach(), rtcp.detach()]
+    ours.send(ImportLeg(state=state), sent)  # the channel owns them: closed once sent
+    assert not ours.pending
+    for fd in sent:  # no descriptor left open in the sender (checked before any is reused)
+        with pytest.raises(OSError):
+            os.fstat(fd)
     [(message, fds)] = _receive_all(theirs, 1)
     assert message == ImportLeg(state=state)
     received = [socket.socket(fileno=fd) for fd in fds]
