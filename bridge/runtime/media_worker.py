@@ -353,7 +353,8 @@ class MediaWorker:
         self.running = True
         self.ticks = 0
         self._lateness: list[float] = []
-        self._mark = (0, 0, time.process_time(), 0, 0)  # ticks, skipped, cpu, sent, received
+        # ticks, skipped, cpu, sent, received, send errors at the last mark
+        self._mark = (0, 0, time.process_time(), 0, 0, 0)
 
     def run(self) -> int:
         """Serve until :class:`Quit` or until the main process is gone."""
@@ -475,21 +476,22 @@ class MediaWorker:
         self.io.attach(state.leg_id)  # its RTP straight to its session
 
     def stats(self, *, mark: bool) -> WorkerStats:
-        ticks0, skipped0, cpu0, sent0, received0 = self._mark
+        ticks0, skipped0, cpu0, sent0, received0, errors0 = self._mark
         cpu = time.process_time()
         sent = self.engine.counters.packets_sent
         received = self.io.received
         skipped = self.clock.skipped_total
+        errors = self.io.send_errors
         p50, p99, worst = _ms_summary(self._lateness)
         result = WorkerStats(
             pid=os.getpid(), legs=self.engine.leg_count,
             ticks=self.ticks - ticks0, skipped_ticks=skipped - skipped0,
             lateness_p50_ms=p50, lateness_p99_ms=p99, lateness_max_ms=worst,
             cpu_seconds=cpu - cpu0, packets_sent=sent - sent0,
-            packets_received=received - received0, send_errors=self.io.send_errors,
+            packets_received=received - received0, send_errors=errors - errors0,
         )
         if mark:
-            self._mark = (self.ticks, skipped, cpu, sent, received)
+            self._mark = (self.ticks, skipped, cpu, sent, received, errors)
             self._lateness = []
         return result
 

@@ -14,7 +14,7 @@ from bridge.codecs.g711 import Codec
 from bridge.config import Config, ConfigError, MediaConfig, load_config
 from bridge.media.engine import LegMedia, LegTransfer, PromptFinished
 from bridge.runtime.admission import admission_refusal
-from bridge.runtime.media_worker import CHUNK, Channel, Events, ImportLeg, Play, Quit
+from bridge.runtime.media_worker import CHUNK, Channel, Events, ImportLeg, MediaWorker, Play, Quit
 
 NO_LATENESS = np.zeros(0)
 
@@ -140,3 +140,20 @@ def test_a_closed_end_is_the_end_of_the_channel(pair: tuple[Channel, Channel]) -
     theirs.close()
     with pytest.raises(EOFError):
         ours.receive()
+
+
+def test_worker_stats_count_send_errors_since_the_mark(pair: tuple[Channel, Channel]) -> None:
+    _, theirs = pair
+    worker = MediaWorker(theirs)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtcp.bind(("127.0.0.1", 0))
+    handle, _ = worker.io.adopt("a", rtp, rtcp)
+    try:
+        worker.io.send([(handle, b"x", ("127.0.0.1", 0))] * 3)  # port 0: EINVAL, counted
+        assert worker.stats(mark=True).send_errors == 3
+        worker.io.send([(handle, b"x", ("127.0.0.1", 0))])
+        assert worker.stats(mark=False).send_errors == 1  # like every figure: since the mark
+    finally:
+        worker.io.close_all()
