@@ -75,3 +75,45 @@ def test_calls_beyond_the_limit_get_503() -> None:
             gen.close()
     finally:
         bridge.close()
+
+
+def test_scaling_ramps_one_and_two_media_workers() -> None:
+    """--scaling: the bridge with one media worker, then with two over doubled steps; every
+    caller's media sits in a worker, the stats count the workers' CPU, ticks and legs."""
+    options = CapacityOptions(steps=(3,), max_participants=6, step_seconds=1.0,
+                              settle_seconds=0.3, join_timeout=30.0, criteria=LENIENT,
+                              scaling=True, baseline=False)
+    lines: list[str] = []
+    report = run_capacity(options, lines.append)
+    assert report.scaled is not None
+    assert [r.system for r in report.runs] == ["bridge-1w", "bridge-2w"]
+    assert [s.participants for s in report.bridge.steps] == [3, 6]
+    assert [s.participants for s in report.scaled.steps] == [6, 12]
+    for step in (*report.bridge.steps, *report.scaled.steps):
+        assert step.failed_calls == 0 and step.loss_pct < 5.0
+        assert 35 <= step.ticks <= 65
+        assert step.cpu_us_per_participant_tick > 0
+    assert report.scaling is None  # the one-worker ramp never failed: no capacity to compare
+    assert any("bridge-2w: 12 participants: 12 joined" in line for line in lines)
+    assert report.meta["options"]["workers"] == 1
+
+
+def test_stats_of_a_bridge_with_workers_count_the_workers() -> None:
+    bridge = BridgeWorkerProcess(BridgeWorkerConfig(rooms=2, routing="direct", workers=2))
+    try:
+        assert len(bridge.worker_pids) == 2
+        gen = LoadGenerator(LoadGenConfig(mode="sip", rooms_of=3, talkers=3, call_rate=20.0))
+        try:
+            reply = gen.add(6, rooms=dict(enumerate(bridge.rooms)), timeout=20.0)
+            assert reply["states"] == {"connected": 6}
+            stats = bridge.stats(mark=True)
+            assert stats["legs"] == 6 and stats["joined"] == 6
+            workers = stats["workers"]
+            assert sorted(w["pid"] for w in workers) == sorted(bridge.worker_pids)
+            assert sorted(w["legs"] for w in workers) == [3, 3]  # one room each
+            assert stats["cpu_seconds"] >= sum(w["cpu_seconds"] for w in workers) > 0
+            gen.hangup_all()
+        finally:
+            gen.close()
+    finally:
+        bridge.close()
