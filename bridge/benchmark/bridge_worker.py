@@ -26,7 +26,8 @@ Commands (one JSON reply each):
     ``calls_answered``, ``calls_rejected``, ``calls_ended``. With media workers
     (``workers`` > 0): ``workers`` lists each worker's own figures, lateness is the worst of
     the processes carrying media (the main process's only while it holds legs; its own p99 is
-    ``main_lateness_p99_ms``), and packets, ticks skipped and CPU seconds add the workers'.
+    ``main_lateness_p99_ms``), packets sent, ticks skipped and CPU seconds add the workers',
+    and ``worker_datagrams_received`` counts what the workers read.
 ``profile_start`` / ``profile_stop`` ``{"path": "..."}`` -> cProfile of the process between
     the two, dumped with :meth:`cProfile.Profile.dump_stats` (for ``python -m pstats``).
 """
@@ -209,7 +210,9 @@ class BridgeWorker:
                                   default=0.0)
             result["skipped_ticks"] += sum(w.skipped_ticks for w in workers)
             result["packets_sent"] += sum(w.packets_sent for w in workers)
-            result["packets_received"] += sum(w.packets_received for w in workers)
+            # A worker counts datagrams read (RTCP and refused packets too), not accepted RTP
+            # as the main process's sessions do: kept apart, not added up.
+            result["worker_datagrams_received"] = sum(w.packets_received for w in workers)
             result["cpu_seconds"] += sum(w.cpu_seconds for w in workers)
         if mark:
             self._mark_ticks, self._mark_skipped = media.ticks, media.skipped_ticks

@@ -112,6 +112,8 @@ def test_stats_of_a_bridge_with_workers_count_the_workers() -> None:
             assert sorted(w["pid"] for w in workers) == sorted(bridge.worker_pids)
             assert sorted(w["legs"] for w in workers) == [3, 3]  # one room each
             assert stats["cpu_seconds"] >= sum(w["cpu_seconds"] for w in workers) > 0
+            assert stats["worker_datagrams_received"] == sum(w["packets_received"]
+                                                             for w in workers) > 0
             gen.hangup_all()
         finally:
             gen.close()
