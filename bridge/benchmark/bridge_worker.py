@@ -53,10 +53,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bridge.benchmark.control import Handler, WorkerProcess, install_uvloop, serve_commands
-from bridge.benchmark.relay import lateness_summary
 from bridge.conference.enums import Language
 from bridge.conference.pins import is_trivial
 from bridge.config import Config, MediaConfig, RtpConfig, SipConfig
+from bridge.media.clock import lateness_summary
 from bridge.runtime.app import BridgeApp, CallController, DirectRoomController
 from bridge.runtime.media import LATENESS_RING
 

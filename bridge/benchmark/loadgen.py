@@ -55,8 +55,8 @@ from typing import Any, Literal
 import numpy as np
 
 from bridge.benchmark.control import Handler, WorkerProcess, install_uvloop, serve_commands
-from bridge.benchmark.relay import lateness_summary
 from bridge.codecs.g711 import ulaw_encode
+from bridge.media.clock import lateness_summary
 
 __all__ = [
     "DigitFrame",

@@ -38,12 +38,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from bridge.benchmark.control import WorkerProcess, install_uvloop, serve_commands
 from bridge.codecs.g711 import ULAW_DECODE, ULAW_ENCODE
+from bridge.media.clock import lateness_summary
 
-__all__ = ["Relay", "RelayConfig", "RelayProcess", "RelayStats", "lateness_summary", "main"]
+__all__ = ["Relay", "RelayConfig", "RelayProcess", "RelayStats", "main"]
 
 FRAME_SECONDS = 0.020
 SAMPLES = 160
@@ -83,15 +83,6 @@ class RelayStats:
     send_errors: int
     cpu_seconds: float
     wall_seconds: float
-
-
-def lateness_summary(samples: list[float] | npt.NDArray[np.float64]) -> tuple[float, float, float]:
-    """``(p50, p99, max)`` in milliseconds of lateness samples given in seconds (0s if none)."""
-    if len(samples) == 0:
-        return 0.0, 0.0, 0.0
-    values = np.asarray(samples, dtype=np.float64) * 1000.0
-    p50, p99 = np.percentile(values, [50, 99])
-    return float(p50), float(p99), float(values.max())
 
 
 class _Leg(asyncio.DatagramProtocol):

@@ -8,7 +8,11 @@ early or late wake-up never accumulates. It reads no clock itself: the runtime p
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 PERIOD = 0.020
@@ -62,3 +66,14 @@ class MediaClock:
         self._next = due_until + 1
         self.skipped_total += skipped
         return TickPlan(first=first, run=run, skipped=skipped, lateness=lateness)
+
+
+def lateness_summary(samples: Sequence[float] | npt.NDArray[np.float64]) -> tuple[float, float,
+                                                                                   float]:
+    """``(p50, p99, max)`` in milliseconds of tick lateness samples given in seconds (zeros if
+    there are none)."""
+    if len(samples) == 0:
+        return 0.0, 0.0, 0.0
+    values = np.asarray(samples, dtype=np.float64) * 1000.0
+    p50, p99 = np.percentile(values, [50, 99])
+    return float(p50), float(p99), float(values.max())

@@ -337,20 +337,24 @@ class MediaEngine:
         leg = self._legs.pop(leg_id, None)
         if leg is None:
             return []
-        self._drop_from_mixer(leg)
-        self._dtmf_busy.discard(leg)
-        self._players.discard(leg)
-        room = leg.room
-        room.legs.discard(leg_id)
-        if not room.legs:
-            self._room_players.discard(room)
-            del self._rooms[room.name]
-        self._inband_dirty = True
+        self._forget(leg)
         out: list[Outgoing] = []
         rtcp_remote = leg.session.remote_rtcp
         if rtcp_remote is not None and leg.session.counters.packets_sent:
             out.append((leg.rtcp_handle, leg.session.build_bye(now, wallclock), rtcp_remote))
         return out
+
+    def _forget(self, leg: _Leg) -> None:
+        """Take a leg (already out of ``_legs``) out of the mixer, its room and the tick sets."""
+        self._drop_from_mixer(leg)
+        self._dtmf_busy.discard(leg)
+        self._players.discard(leg)
+        room = leg.room
+        room.legs.discard(leg.leg_id)
+        if not room.legs:
+            self._room_players.discard(room)
+            del self._rooms[room.name]
+        self._inband_dirty = True
 
     def export_leg(self, leg_id: str) -> LegTransfer:
         """Take a leg out of this engine (no RTCP BYE: its stream goes on elsewhere) and return
@@ -365,7 +369,7 @@ class MediaEngine:
             packets_sent=session.counters.packets_sent, octets_sent=session.counters.octets_sent,
             rfc4733_seen=leg.merger.rfc4733_seen,
         )
-        self.remove_leg(leg_id, 0.0, 0.0)  # its BYE (if any) is not returned, so not sent
+        self._forget(self._legs.pop(leg_id))  # no BYE: the stream goes on elsewhere
         return state
 
     def import_leg(self, state: LegTransfer, *, now: float, rtp_handle: object = None,

@@ -198,6 +198,14 @@ class RtpIo:
         self.received += count
         return count
 
+    def run_ticks(self, count: int, now: float, wallclock: float) -> None:
+        """One wake-up of a media clock that has ``count`` ticks due: read what arrived, then
+        tick the engine and send, ``count`` times."""
+        self.drain(now)
+        engine = self.engine
+        for _ in range(count):
+            self.send(engine.tick(now, wallclock))
+
     def send(self, out: Iterable[tuple[Any, bytes, Addr]]) -> None:
         """Send what the engine returned (``tick``, ``remove_leg``); failures are counted.
         The handles are this object's ports (:meth:`adopt`)."""
@@ -225,7 +233,6 @@ class RtpIo:
                     port.sock.sendto(data, addr)
             except (OSError, ValueError):  # unreachable, closed or unusable address: count it
                 self.send_errors += 1
-
 
     def _latched(self, leg_id: str, addr: Addr) -> bool:
         """Whether the leg's session has latched ``addr`` and so drops every other source
@@ -393,13 +400,8 @@ class MediaRuntime:
         late = plan.lateness + (time.monotonic() - now)
         self.lateness[self.ticks % LATENESS_RING] = max(0.0, late)
         self.ticks += 1
-        wallclock = time.time()
-        engine = self.engine
-        io = self.io
-        io.drain(now)
-        for _ in range(plan.run):
-            io.send(engine.tick(now, wallclock))
-        for event in engine.events():
+        self.io.run_ticks(plan.run, now, time.time())
+        for event in self.engine.events():
             try:
                 self.on_event(event)
             except Exception:  # the application's handler failed: log it, keep the clock

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from bridge.media.clock import MediaClock
+from bridge.media.clock import MediaClock, lateness_summary
 from bridge.media.engine import LegMedia, LegTransfer, MediaEngine, MediaEvent
 from bridge.runtime.media import RtpIo
 
@@ -334,14 +334,6 @@ class Channel:
 # -- the worker ---------------------------------------------------------------------------------
 
 
-def _ms_summary(samples: list[float]) -> tuple[float, float, float]:
-    if not samples:
-        return 0.0, 0.0, 0.0
-    values = np.asarray(samples, dtype=np.float64) * 1000.0
-    p50, p99 = np.percentile(values, [50, 99])
-    return float(p50), float(p99), float(values.max())
-
-
 class MediaWorker:
     """One worker's engine, sockets, clock and control channel."""
 
@@ -403,10 +395,7 @@ class MediaWorker:
         self.ticks += 1
         engine, io = self.engine, self.io
         try:
-            io.drain(now)
-            wallclock = time.time()
-            for _ in range(plan.run):
-                io.send(engine.tick(now, wallclock))
+            io.run_ticks(plan.run, now, time.time())
         except Exception:  # one leg's bad state must not silence every call of the worker
             log.exception("media tick failed")
         events = engine.events()
@@ -482,7 +471,7 @@ class MediaWorker:
         received = self.io.received
         skipped = self.clock.skipped_total
         errors = self.io.send_errors
-        p50, p99, worst = _ms_summary(self._lateness)
+        p50, p99, worst = lateness_summary(self._lateness)
         result = WorkerStats(
             pid=os.getpid(), legs=self.engine.leg_count,
             ticks=self.ticks - ticks0, skipped_ticks=skipped - skipped0,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.media.clock import MediaClock
+from bridge.media.clock import MediaClock, lateness_summary
 
 
 def test_deadlines_are_absolute() -> None:
@@ -45,3 +45,11 @@ def test_no_drift_over_many_ticks(jitters: list[float]) -> None:
         plan = clock.plan(k * 0.02 + jitter)
         ran.extend(range(plan.first, plan.first + plan.run))
     assert ran == list(range(len(jitters)))
+
+
+def test_lateness_summary_in_milliseconds() -> None:
+    assert lateness_summary([]) == (0.0, 0.0, 0.0)
+    samples = [0.001] * 99 + [0.010]  # 99 ticks 1 ms late, one 10 ms late
+    p50, p99, worst = lateness_summary(samples)
+    assert p50 == pytest.approx(1.0)
+    assert 1.0 <= p99 <= 10.0 and worst == pytest.approx(10.0)
