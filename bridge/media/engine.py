@@ -613,9 +613,9 @@ class MediaEngine:
             start = rows[leg.slot] * FRAME_SAMPLES
             append((leg.rtp_handle,
                     session.build_audio(blob[start : start + FRAME_SAMPLES], now), remote))
+        self.counters.packets_sent += len(sent)  # RTP only: RTCP counts in rtcp_sent
         if now >= self._rtcp_next:
             self._rtcp_tick(now, wallclock, append)
-        self.counters.packets_sent += len(sent)
         return sent
 
     def _rtcp_tick(self, now: float, wallclock: float,

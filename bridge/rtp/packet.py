@@ -21,7 +21,6 @@ __all__ = [
     "RtpPacket",
     "RtpParseError",
     "build_rtp",
-    "build_rtp_into",
     "is_rtcp",
     "parse_rtp",
 ]
@@ -206,37 +205,6 @@ def build_rtp(
     if padding:
         parts.append(bytes(padding - 1) + bytes((padding,)))
     return b"".join(parts)
-
-
-def build_rtp_into(
-    buffer: bytearray,
-    *,
-    payload_type: int,
-    sequence: int,
-    timestamp: int,
-    ssrc: int,
-    payload: bytes | bytearray | memoryview,
-    marker: bool = False,
-) -> int:
-    """Write a plain 12-byte-header RTP packet into a preallocated ``buffer``; return its size.
-
-    For the per-tick send path: no allocation besides the payload copy. Send
-    ``memoryview(buffer)[:size]``.
-    """
-    size = RTP_HEADER_SIZE + len(payload)
-    if size > len(buffer):
-        raise ValueError(f"buffer of {len(buffer)} octets cannot hold {size}")
-    _HEADER.pack_into(
-        buffer,
-        0,
-        0x80,
-        (payload_type & 0x7F) | (0x80 if marker else 0),
-        sequence & 0xFFFF,
-        timestamp & 0xFFFFFFFF,
-        ssrc,
-    )
-    buffer[RTP_HEADER_SIZE:size] = payload
-    return size
 
 
 def is_rtcp(data: bytes | bytearray | memoryview) -> bool:

@@ -32,7 +32,6 @@ from bridge.rtp.packet import (
     RtpPacket,
     RtpParseError,
     build_rtp,
-    build_rtp_into,
     is_rtcp,
     parse_rtp,
 )
@@ -399,23 +398,6 @@ class RtpSession:
             marker=mark,
         )
 
-    def build_audio_into(
-        self, buffer: bytearray, payload: bytes, now: float, *, marker: bool | None = None
-    ) -> int:
-        """As :meth:`build_audio`, written into a preallocated buffer; returns the size."""
-        seq, ts, mark = self._next_audio_header(now, marker)
-        self.counters.packets_sent += 1
-        self.counters.octets_sent += len(payload)
-        return build_rtp_into(
-            buffer,
-            payload_type=self._payload.audio_pt,
-            sequence=seq,
-            timestamp=ts,
-            ssrc=self.ssrc,
-            payload=payload,
-            marker=mark,
-        )
-
     def build_event(
         self,
         payload: bytes,
@@ -459,9 +441,6 @@ class RtpSession:
     def next_timer(self) -> float:
         """When the next RTCP report is due (monotonic seconds)."""
         return self._next_rtcp
-
-    def rtcp_due(self, now: float) -> bool:
-        return now >= self._next_rtcp
 
     def _report_packets(self, now: float, wallclock: float) -> list[RtcpPacket]:
         blocks: tuple[ReportBlock, ...] = ()

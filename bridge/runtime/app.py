@@ -54,6 +54,7 @@ from bridge.sip.events import (
     RemoteSdpChanged,
 )
 from bridge.sip.message import SipMessage, SipRequest
+from bridge.sip.uri import SipUri
 
 log = logging.getLogger("bridge")
 
@@ -541,9 +542,11 @@ class BridgeApp:
         """Call ``uri`` and join the answered call to ``room``. Returns the call handle."""
         endpoint = self.endpoint
         assert endpoint is not None and self._loop is not None
+        # The URI's host decides our media address (towards it); a malformed URI is refused
+        # here, before any port is taken.
+        host = SipUri.parse(uri).host.strip("[]")
         temp_id = f"out-{secrets.token_hex(6)}"
         port = await self.media.open_leg(temp_id)
-        host = uri.split("@", 1)[-1].split(";", 1)[0].split(":", 1)[0].strip("[]")
         session_id = secrets.randbelow(2**31)
         our_offer = offer(local_address=self._media_address(host), local_port=port,
                           session_id=session_id, session_version=1)
@@ -574,11 +577,10 @@ class BridgeApp:
             self.hangup(call)
             return
         leg.established_at = time.time()
-        if self.pool is None:
-            self.media.attach_leg(call, leg.room, leg_media(leg.media))
-        else:  # the media starts here and moves to the worker owning the room
-            self.media.attach_leg(call, f"leg:{call}", leg_media(leg.media))
-            self.media_control.move_leg(call, leg.room)
+        # As for an inbound call: the media starts in a room of its own here, then joins its
+        # room (in a media worker, if the room lives in one).
+        self.media.attach_leg(call, f"leg:{call}", leg_media(leg.media))
+        self.media_control.move_leg(call, leg.room)
         self.controller.answered(self, leg)
 
     def hangup(self, call: str) -> None:

@@ -75,7 +75,6 @@ from bridge.ivr.flows import (
     Collected,
     CollectEnd,
     CollectSpec,
-    IvrOutcome,
     IvrTimers,
     dial_in,
 )
@@ -290,7 +289,6 @@ class ConferenceController:
         self.prompts = prompts if prompts is not None else PromptLibrary()
         self.active: dict[int, _Active] = {}
         self.calls: dict[str, _Call] = {}
-        self.outcomes: dict[str, IvrOutcome] = {}  # last IVR outcome per call (diagnostics)
         self._offers: dict[str, tuple[AccessNumber, str, float]] = {}
         self._app: BridgeApp | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -385,7 +383,6 @@ class ConferenceController:
         outcome = await dial_in(call.channel, _CallAccess(self, call), self.prompts,
                                 language=call.number.language, timers=self.config.ivr,
                                 policy=self.config.pin_policy)
-        self.outcomes[call.leg.call] = outcome
         log.info("call %s from %s: IVR %s", call.leg.call, call.leg.caller, outcome.value)
 
     def _flow_done(self, call: _Call, task: asyncio.Task[None]) -> None:
@@ -427,8 +424,7 @@ class ConferenceController:
                 caller = normalize_request_user(from_uri, self.config.default_country)
             except NumberError:
                 caller = ""
-        address = f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-        return caller_source(caller or None, address, trusted)
+        return caller_source(caller or None, host, trusted)
 
     # -- conferences ---------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from bridge.rtp.packet import (
     RtpPacket,
     RtpParseError,
     build_rtp,
-    build_rtp_into,
     is_rtcp,
     parse_rtp,
 )
@@ -115,20 +114,6 @@ def test_malformed_packets_raise(raw: bytes, reason: str) -> None:
     with pytest.raises(RtpParseError) as info:
         parse_rtp(raw)
     assert info.value.reason == reason
-
-
-def test_build_into_preallocated_buffer() -> None:
-    buf = bytearray(172)
-    n = build_rtp_into(
-        buf, payload_type=8, sequence=65535, timestamp=2**32 + 5, ssrc=1, payload=b"\xd5" * 160,
-        marker=True,
-    )
-    assert n == 172
-    p = parse_rtp(memoryview(buf)[:n])
-    assert (p.sequence, p.timestamp, p.marker, p.payload) == (65535, 5, True, b"\xd5" * 160)
-    with pytest.raises(ValueError, match="cannot hold"):
-        build_rtp_into(bytearray(20), payload_type=8, sequence=0, timestamp=0, ssrc=1,
-                       payload=b"x" * 9)
 
 
 def test_build_rejects_bad_fields() -> None:

@@ -202,21 +202,11 @@ def test_event_packets_share_sequence_and_use_start_timestamp() -> None:
                                                                  timestamp=0)
 
 
-def test_build_audio_into_matches_build_audio() -> None:
-    a, b = session(), session()
-    buf = bytearray(1500)
-    for n in range(5):
-        payload = bytes([n]) * 160
-        size = b.build_audio_into(buf, payload, n * 0.02)
-        assert bytes(buf[:size]) == a.build_audio(payload, n * 0.02)
-
-
 def test_rtcp_schedule_is_deterministic_and_within_rfc_bounds() -> None:
     s1, s2 = session(rtcp_seed=7), session(rtcp_seed=7)
     assert s1.next_timer() == s2.next_timer()
     first = s1.next_timer()
     assert 2.5 * 0.5 / 1.21828 <= first <= 2.5 * 1.5 / 1.21828
-    assert not s1.rtcp_due(first - 0.001) and s1.rtcp_due(first)
     s1.build_rtcp(first, 1_700_000_000.0)
     gap = s1.next_timer() - first
     assert 5 * 0.5 / 1.21828 <= gap <= 5 * 1.5 / 1.21828
