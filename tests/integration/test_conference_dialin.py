@@ -168,8 +168,10 @@ async def test_pin_by_rfc4733_joins_and_the_call_record_has_join_and_leave(rig: 
     await until(lambda: rig.rooms["r1"] not in rig.controller.active, "room released")
 
 
-async def _closed(records: Awaitable[list[CallRecord]]) -> list[CallRecord]:
-    return [r for r in await records if not r.is_open]
+async def _closed(records: Awaitable[list[CallRecord]], count: int = 1) -> list[CallRecord]:
+    """The closed records once there are at least ``count`` (else empty: not yet)."""
+    closed = [r for r in await records if not r.is_open]
+    return closed if len(closed) >= count else []
 
 
 async def test_two_rooms_in_parallel(rig: Rig) -> None:
@@ -269,7 +271,7 @@ async def test_star7_ends_the_conference_for_everyone(rig: Rig) -> None:
     await moderator.send_digits("*7")
     for call in (moderator, other):
         assert (await call.wait_ended()).reason == "remote_bye"
-    records = await eventually(lambda: _closed(rig.store.call_history()), "records closed")
+    records = await eventually(lambda: _closed(rig.store.call_history(), 2), "records closed")
     assert {r.leave_reason for r in records} == {LeaveReason.CONFERENCE_ENDED}
     assert len(records) == 2
     assert rig.rooms["r1"] not in rig.controller.active

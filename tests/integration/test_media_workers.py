@@ -16,7 +16,7 @@ import itertools
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from tests.integration.confclient import Addr, Phone, PhoneCall, until
 from tests.integration.test_conference_dialin import (
     NUMBER,
     PINS,
+    _closed,
     eventually,
     short_prompts,  # noqa: F401 - the fixture
 )
@@ -358,8 +359,9 @@ async def test_a_killed_worker_hangs_up_its_calls_and_the_bridge_serves_on(rig: 
     os.kill(pid, signal.SIGKILL)
     for call in (first, second):
         assert (await call.wait_ended()).reason == "remote_bye"
-    records = await eventually(lambda: _closed(rig.store.call_history()), "records closed")
+    records = await eventually(lambda: _closed(rig.store.call_history(), 2), "records closed")
     assert {r.leave_reason for r in records} == {LeaveReason.INTERRUPTED}
+    assert len(records) == 2
     assert rig.pool.deaths == 1
     assert pid not in {w.pid for w in rig.pool.workers}
 
@@ -378,6 +380,3 @@ async def _worker_legs(rig: Rig, count: int) -> list[int]:
     legs = sum(s.legs for s in await rig.pool.stats())
     return [legs] if legs == count else []
 
-
-async def _closed(records: Awaitable[list[CallRecord]]) -> list[CallRecord]:
-    return [r for r in await records if not r.is_open]

@@ -45,7 +45,7 @@ from bridge.runtime.app import BridgeApp
 from bridge.runtime.conference import ConferenceController, ControllerConfig
 from bridge.store.base import Account, CallRecord, Rejection, RejectionReason
 from bridge.store.sqlite import SqliteStore
-from tests.conftest import LOOPBACK, free_port, rtp_port_block
+from tests.conftest import LOOPBACK, free_port, require_binary, rtp_port_block
 from tests.interop.audio import HeardAudio, assert_hears, from_capture, from_wav, onset
 from tests.interop.capture import LoopbackCapture, require_capture
 from tests.interop.conftest import bridge_config
@@ -103,10 +103,8 @@ async def dialin(tmp_path: Path) -> AsyncIterator[Dialin]:
     # The tick-lateness guard of admission control (503 + Retry-After) is off: this machine
     # is shared with other test runs, and overload is not what these tests are about.
     config = bridge_config(tmp_path)
-    media = getattr(config, "media", None)  # admission control, where the bridge has it
-    if media is not None:
-        config = dataclasses.replace(
-            config, media=dataclasses.replace(media, max_lateness_p99_ms=0.0))
+    config = dataclasses.replace(
+        config, media=dataclasses.replace(config.media, max_lateness_p99_ms=0.0))
     store, account = await prepare_store(config.db_path)
     controller = ConferenceController(store, ControllerConfig(node_id="e2e-node"))
     app = BridgeApp(config, controller)
@@ -198,6 +196,7 @@ async def sipp_caller(
     else:
         scenario = "conf_caller_wait_bye.xml" if wait_bye else "conf_caller.xml"
     media_port = media_port or free_port(even=True, span=4)
+    require_binary("sipp")  # fail (CI) or skip now, not after a timeout
     task = asyncio.create_task(run_sipp(
         scenario, dialin.target, tmp=workdir, service=NUMBER,
         keys={"te_pt": str(te_pt), "caller": caller or f"+4989{int(tone_hz):07d}"},
@@ -534,6 +533,7 @@ async def test_sigkill_mid_call_leaves_the_leg_closed_as_interrupted(tmp_path: P
     presses = digits_at(LANGUAGE_KEY, KEYS_FROM) + digits_at("58302917#", KEYS_FROM + 0.5)
     write_stream_pcap(workdir / "call.pcap", CallStream(seconds=30.0, tone_hz=440.0,
                                                         digits=presses))
+    require_binary("sipp")  # fail (CI) or skip now, not after a timeout
     sipp = asyncio.create_task(run_sipp(
         "conf_caller.xml", f"{LOOPBACK}:{sip_port}", tmp=workdir, service=NUMBER,
         keys={"te_pt": "101", "caller": "+4989555"}, pause_ms=60_000, timeout=30.0))
