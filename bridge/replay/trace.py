@@ -396,7 +396,7 @@ def _network(linktype: int, frame: bytes) -> bytes | None:
         return frame[16:] if sll.ethtype in (0x0800, 0x86DD) else None
     if linktype == LINKTYPE_LINUX_SLL2:
         sll2 = dpkt.sll2.SLL2(frame)
-        return frame[20:] if sll2.protocol in (0x0800, 0x86DD) else None
+        return frame[20:] if sll2.ethtype in (0x0800, 0x86DD) else None
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         if len(frame) < 4:
             return None
