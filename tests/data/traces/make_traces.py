@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bridge.runtime.app import BridgeApp
-from bridge.runtime.conference import ConferenceController, ControllerConfig
+from bridge.runtime.controller import ConferenceController, ControllerConfig
 from tests.conftest import LOOPBACK, free_port
 from tests.interop.conftest import bridge_config
 from tests.interop.pcapgen import CallStream, digits_at, write_stream_pcap
