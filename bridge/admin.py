@@ -19,6 +19,7 @@ Rooms belong to an account. Without ``--account`` the account ``admin@localhost`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import socket
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bridge.conference.model import Language, Room
 from bridge.conference.numbers import NumberError, normalize_e164, validate_country
@@ -40,6 +41,7 @@ from bridge.store.base import (
     CallRecord,
     DuplicateError,
     NotFoundError,
+    Store,
     StoreError,
 )
 from bridge.store.sqlite import SqliteStore
@@ -58,6 +60,8 @@ __all__ = [
     "RefusedError",
     "RoomRow",
     "add_number",
+    "add_room",
+    "check_number",
     "create_room",
     "delete_number",
     "delete_room",
@@ -72,6 +76,7 @@ __all__ = [
     "list_rooms",
     "live_calls",
     "primary_address",
+    "regenerate_pins",
 ]
 
 EXIT_REFUSED = 1
@@ -232,38 +237,21 @@ def create_room(
     async def work(store: SqliteStore) -> CreatedRoom:
         acct = await _account(store, account)
         generated = pin is None or moderator_pin is None
-        for attempt in range(pin_attempts):
-            part, mod = pin, moderator_pin
-            if generated:
-                drawn = await generate_room_pins(store)
-                fresh = [p for p in drawn if p not in (pin, moderator_pin)]
-                part = part if part is not None else fresh.pop(0)
-                mod = mod if mod is not None else fresh.pop(0)
-            assert part is not None and mod is not None
-            try:
-                room = await store.create_room(
-                    account_id=acct.id,
-                    name=name,
-                    participant_pin=part,
-                    moderator_pin=mod,
-                    max_participants=max_participants,
-                    language=language,
-                )
-            except DuplicateError as exc:
-                if exc.field == "room_name":
-                    raise RefusedError(
-                        f"account {acct.email} already has a room named {name.strip()!r}"
-                    ) from exc
-                retry = exc.field == "pin" and generated and attempt + 1 < pin_attempts
-                if retry and not await _given_pin_taken(store, pin, moderator_pin):
-                    continue  # a generated PIN was taken by a concurrent writer: draw again
-                raise
-            if staged is not None:
-                final = staged.with_name(f"{room.id}.wav")
-                os.replace(staged, final)
-                room = await store.update_room(_with_intro(room, str(final)))
-            return CreatedRoom(room=room, account=acct, generated_pins=generated)
-        raise RefusedError("could not find unused PINs; try again")  # pragma: no cover
+        try:
+            room = await add_room(store, acct, name=name, pin=pin, moderator_pin=moderator_pin,
+                                  max_participants=max_participants, language=language,
+                                  pin_attempts=pin_attempts)
+        except DuplicateError as exc:
+            if exc.field == "room_name":
+                raise RefusedError(
+                    f"account {acct.email} already has a room named {name.strip()!r}"
+                ) from exc
+            raise
+        if staged is not None:
+            final = staged.with_name(f"{room.id}.wav")
+            os.replace(staged, final)
+            room = await store.update_room(_with_intro(room, str(final)))
+        return CreatedRoom(room=room, account=acct, generated_pins=generated)
 
     try:
         return _run(db_path, work)
@@ -272,7 +260,64 @@ def create_room(
             staged.unlink(missing_ok=True)
 
 
-async def _given_pin_taken(store: SqliteStore, *pins: str | None) -> bool:
+async def add_room(
+    store: Store,
+    account: Account,
+    *,
+    name: str,
+    pin: str | None = None,
+    moderator_pin: str | None = None,
+    max_participants: int | None = None,
+    language: Language = Language.EN,
+    pin_attempts: int = 5,
+    **settings: Any,
+) -> Room:
+    """Create a room of ``account``, generating the PINs not given; the CLI and the API share
+    it. The given PINs must have been checked (``check_pin``/``check_pin_pair``). A generated
+    PIN taken meanwhile by another writer is drawn again; otherwise ``DuplicateError``
+    (``field`` room_name or pin) goes to the caller. ``settings``: further ``create_room``
+    keywords (wait_for_moderator, locked, starts_at, ends_at)."""
+    generated = pin is None or moderator_pin is None
+    for attempt in range(pin_attempts):
+        part, mod = pin, moderator_pin
+        if generated:
+            drawn = await generate_room_pins(store)
+            fresh = [p for p in drawn if p not in (pin, moderator_pin)]
+            part = part if part is not None else fresh.pop(0)
+            mod = mod if mod is not None else fresh.pop(0)
+        assert part is not None and mod is not None
+        try:
+            return await store.create_room(
+                account_id=account.id,
+                name=name,
+                participant_pin=part,
+                moderator_pin=mod,
+                max_participants=max_participants,
+                language=language,
+                **settings,
+            )
+        except DuplicateError as exc:
+            retry = exc.field == "pin" and generated and attempt + 1 < pin_attempts
+            if retry and not await _given_pin_taken(store, pin, moderator_pin):
+                continue  # a generated PIN was taken by a concurrent writer: draw again
+            raise
+    raise RefusedError("could not find unused PINs; try again")  # pragma: no cover
+
+
+async def regenerate_pins(store: Store, room: Room, *, attempts: int = 5) -> Room:
+    """Give ``room`` two fresh generated PINs (the old ones stop working at once)."""
+    for attempt in range(attempts):
+        part, mod = await generate_room_pins(store)
+        try:
+            return await store.update_room(
+                dataclasses.replace(room, participant_pin=part, moderator_pin=mod))
+        except DuplicateError as exc:
+            if exc.field != "pin" or attempt + 1 == attempts:
+                raise
+    raise RefusedError("could not find unused PINs; try again")  # pragma: no cover
+
+
+async def _given_pin_taken(store: Store, *pins: str | None) -> bool:
     for pin in pins:
         if pin is not None and await store.pin_in_use(pin):
             return True
@@ -361,13 +406,19 @@ def format_rooms(rows: Sequence[RoomRow]) -> str:
 # --------------------------------------------------------------------------- numbers
 
 
+def check_number(number: str, country: str) -> str:
+    """The country code (upper case) if ``number`` is a valid number of ``country``; else
+    ``NumberError``."""
+    cc = validate_country(country)
+    normalize_e164(number, cc)
+    return cc
+
+
 def _check_number(number: str, country: str) -> str:
     try:
-        cc = validate_country(country)
-        normalize_e164(number, cc)
+        return check_number(number, country)
     except NumberError as exc:
         raise InvalidInputError(str(exc)) from exc
-    return cc
 
 
 def add_number(
