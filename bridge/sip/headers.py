@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bridge.sip.message import SipParseError
+from bridge.sip.errors import SipParseError
 from bridge.sip.uri import SipUri, format_host, parse_hostport
 
 _TOKEN_CLASS = r"A-Za-z0-9\-.!%*_+`'~"
