@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,7 @@ from bridge.media.wavimport import WavImportError, import_announcement
 from bridge.store.base import (
     AccessNumber,
     Account,
+    ApiToken,
     CallRecord,
     DuplicateError,
     NotFoundError,
@@ -62,7 +64,9 @@ __all__ = [
     "add_number",
     "add_room",
     "check_number",
+    "create_account",
     "create_room",
+    "create_token",
     "delete_number",
     "delete_room",
     "demo",
@@ -71,12 +75,15 @@ __all__ = [
     "format_duration",
     "format_numbers",
     "format_rooms",
+    "format_tokens",
     "intro_dir",
     "list_numbers",
     "list_rooms",
+    "list_tokens",
     "live_calls",
     "primary_address",
     "regenerate_pins",
+    "revoke_token",
 ]
 
 EXIT_REFUSED = 1
@@ -541,6 +548,95 @@ def format_calls(rows: Sequence[CallRow], now: float) -> str:
             for r in rows
         ],
     )
+
+
+# --------------------------------------------------------------------------- accounts, tokens
+
+
+def _valid_email(email: str) -> str:
+    text = email.strip()
+    local, at, domain = text.partition("@")
+    if not at or not local or not domain or " " in text:
+        raise InvalidInputError(f"not an e-mail address: {email!r}")
+    return text
+
+
+def create_account(
+    db_path: Path, email: str, *, admin: bool = False, password: str | None = None,
+    name: str | None = None,
+) -> Account:
+    """Create an account (``password`` hashed with argon2id; None: no password yet)."""
+    wanted = _valid_email(email)
+    if password is not None and len(password) < 8:
+        raise InvalidInputError("a password needs at least 8 characters")
+    from bridge.web.auth import hash_password
+
+    hashed = None if password is None else hash_password(password)
+
+    async def work(store: SqliteStore) -> Account:
+        try:
+            return await store.create_account(
+                name=name or wanted.split("@", 1)[0], email=wanted, password_hash=hashed,
+                is_admin=admin)
+        except DuplicateError as exc:
+            raise RefusedError(f"an account {wanted} exists already") from exc
+
+    return _run(db_path, work)
+
+
+def create_token(db_path: Path, email: str, *, name: str = "cli") -> tuple[ApiToken, str]:
+    """A new API token of the account ``email``: the stored row and the secret (shown once;
+    only its sha256 is stored)."""
+    wanted = _valid_email(email)
+    if not name.strip():
+        raise InvalidInputError("a token needs a name")
+    from bridge.web.auth import hash_token, new_token
+
+    secret = new_token()
+
+    async def work(store: SqliteStore) -> ApiToken:
+        account = await store.find_account_by_email(wanted)
+        if account is None:
+            raise RefusedError(f"no account {wanted} (bridge accounts create {wanted})")
+        return await store.create_api_token(account_id=account.id, name=name.strip(),
+                                            token_hash=hash_token(secret),
+                                            created_at=time.time())
+
+    return _run(db_path, work), secret
+
+
+def revoke_token(db_path: Path, token_id: int) -> None:
+    """Revoke a token: it answers 401 from now on."""
+
+    async def work(store: SqliteStore) -> None:
+        if not await store.revoke_api_token(token_id, time.time()):
+            raise RefusedError(f"no token {token_id} that is not revoked already")
+
+    _run(db_path, work)
+
+
+def list_tokens(db_path: Path, email: str) -> list[ApiToken]:
+    wanted = _valid_email(email)
+
+    async def work(store: SqliteStore) -> list[ApiToken]:
+        account = await store.find_account_by_email(wanted)
+        if account is None:
+            raise RefusedError(f"no account {wanted}")
+        return await store.list_api_tokens(account.id)
+
+    return _run(db_path, work)
+
+
+def format_tokens(tokens: Sequence[ApiToken]) -> str:
+    if not tokens:
+        return "no tokens"
+
+    def when(at: float | None) -> str:
+        return "-" if at is None else datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
+
+    return _table(("ID", "NAME", "CREATED", "LAST USED", "REVOKED"),
+                  [(str(t.id), t.name, when(t.created_at), when(t.last_used_at),
+                    when(t.revoked_at)) for t in tokens])
 
 
 # --------------------------------------------------------------------------- demo

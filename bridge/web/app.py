@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -101,7 +102,7 @@ class WebState:
 
 
 STATE = web.AppKey("state", WebState)
-ACCOUNT = "account"  # request[ACCOUNT]: the authenticated Account
+ACCOUNT = web.RequestKey("account", Account)  # the authenticated Account
 
 
 def client_address(request: web.Request) -> str:
@@ -164,8 +165,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def account_of(request: web.Request) -> Account:
-    account: Account = request[ACCOUNT]
-    return account
+    return request[ACCOUNT]
 
 
 def create_app(
@@ -202,8 +202,10 @@ def create_app(
 
 
 def _add_live_routes(app: web.Application) -> None:
+    import importlib
+
     try:
-        from bridge.web import live
+        live = importlib.import_module("bridge.web.live")
     except ImportError:  # the live conference service is not part of this build yet
         return
     live.add_routes(app)
@@ -272,7 +274,7 @@ async def start_web(
     service: Any, store: Store, health: Any, config: Config
 ) -> Callable[[], Awaitable[None]]:
     """The composition root's hook: serve the API; returns the coroutine function that stops it."""
-    node_id = config.conference.node_id
+    node_id = config.conference.node_id or socket.gethostname()
     app = create_app(store, config, service=service, health=health, node_id=node_id)
     running = await serve_app(app, config)
 

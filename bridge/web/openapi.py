@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bridge import __version__
 
-__all__ = ["DOCUMENT", "add_routes"]
+__all__ = ["DOCUMENT", "add_routes", "document"]
 
 API = "/api/v1"
 
@@ -258,9 +258,24 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
-async def openapi_json(_request: web.Request) -> web.Response:
-    return web.json_response(DOCUMENT)
+LIVE_PREFIXES = (f"{API}/conferences", f"{API}/events")
+
+
+def document(*, live: bool = True) -> dict[str, Any]:
+    """The document; without ``live`` (a build without the live conference service) the
+    conference and event paths are left out, as they are not routed."""
+    if live:
+        return DOCUMENT
+    paths = {p: v for p, v in PATHS.items() if not p.startswith(LIVE_PREFIXES)}
+    return {**DOCUMENT, "paths": paths}
 
 
 def add_routes(app: web.Application) -> None:
+    live = any(getattr(r, "canonical", "").startswith(LIVE_PREFIXES)
+               for r in app.router.resources())
+    served = document(live=live)
+
+    async def openapi_json(_request: web.Request) -> web.Response:
+        return web.json_response(served)
+
     app.router.add_get(f"{API}/openapi.json", openapi_json)

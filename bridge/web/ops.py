@@ -27,7 +27,6 @@ __all__ = ["LOOP_LAG_LIMIT", "add_routes", "health_checks"]
 LOOP_LAG_LIMIT = 0.5  # seconds
 DB_TIMEOUT = 2.0
 LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
-METRICS = web.AppKey("metrics", Any)
 
 
 async def health_checks(state: WebState) -> dict[str, dict[str, Any]]:
@@ -114,6 +113,9 @@ class _Metrics:
     def render(self) -> bytes:
         self.drain()
         return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", _Metrics)
 
 
 async def metrics(request: web.Request) -> web.Response:
