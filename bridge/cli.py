@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bridge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "serve":
-        from bridge.runtime.app import serve
+        from bridge.runtime.serve import serve
 
         level = args.log_level or config.log_level
         return serve(config, log_level=level)

@@ -291,6 +291,7 @@ class MediaRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self.lateness = np.zeros(LATENESS_RING, dtype=np.float64)
         self.ticks = 0
+        self.last_tick_at: float | None = None  # loop time of the clock's last tick
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -395,6 +396,7 @@ class MediaRuntime:
         plan = self._clock.plan(now)
         if not plan.run:
             return
+        self.last_tick_at = now
         # uvloop's loop.time() is cached per loop iteration in whole milliseconds: add the
         # time since then from the monotonic clock (the same clock) so lateness is exact.
         late = plan.lateness + (time.monotonic() - now)
