@@ -93,7 +93,8 @@ class WebState:
     store: Store
     config: Config
     service: Any = None  # bridge.service.live.ConferenceService in a running bridge
-    health: Any = None  # bridge.web.probe.HealthProbe in a running bridge
+    health: Any = None  # bridge.service.live.Health in a running bridge
+    metrics: Any = None  # bridge.web.probe.MetricsSource in a running bridge
     loop_lag: LoopLag = field(default_factory=LoopLag)
     node_id: str = ""
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -174,6 +175,7 @@ def create_app(
     *,
     service: Any = None,
     health: Any = None,
+    metrics: Any = None,
     node_id: str = "",
 ) -> web.Application:
     """The aiohttp application (not yet listening)."""
@@ -183,7 +185,7 @@ def create_app(
                           client_max_size=256 * 1024)
     nets = tuple(ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies)
     state = WebState(store=store, config=config, service=service, health=health,
-                     node_id=node_id, trusted_proxies=nets)
+                     metrics=metrics, node_id=node_id, trusted_proxies=nets)
     app[STATE] = state
     api.add_routes(app)
     _add_live_routes(app)
@@ -274,8 +276,13 @@ async def start_web(
     service: Any, store: Store, health: Any, config: Config
 ) -> Callable[[], Awaitable[None]]:
     """The composition root's hook: serve the API; returns the coroutine function that stops it."""
+    from bridge.web.probe import RuntimeMetrics
+
     node_id = config.conference.node_id or socket.gethostname()
-    app = create_app(store, config, service=service, health=health, node_id=node_id)
+    bridge_app = getattr(health, "app", None)
+    metrics = None if bridge_app is None else RuntimeMetrics(bridge_app)
+    app = create_app(store, config, service=service, health=health, metrics=metrics,
+                     node_id=node_id)
     running = await serve_app(app, config)
 
     async def close() -> None:

@@ -31,14 +31,12 @@ LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.
 
 async def health_checks(state: WebState) -> dict[str, dict[str, Any]]:
     checks: dict[str, dict[str, Any]] = {}
-    if state.health is not None:
-        last = state.health.last_tick()
-        age = None if last is None else max(0.0, time.monotonic() - last)
-        checks["media_clock"] = {
-            "ok": age is not None and age < CLOCK_STALLED_AFTER,
-            "seconds_since_tick": age,
-        }
     lag = max(state.loop_lag.current(), state.loop_lag.worst_recent)
+    if state.health is not None:
+        age = float(state.health.media_tick_age())
+        checks["media_clock"] = {"ok": age < CLOCK_STALLED_AFTER,
+                                 "seconds_since_tick": round(age, 6)}
+        lag = max(lag, float(state.health.loop_lag()))
     checks["event_loop"] = {"ok": lag < LOOP_LAG_LIMIT, "lag_seconds": round(lag, 6)}
     try:
         await asyncio.wait_for(
@@ -59,17 +57,19 @@ async def healthz(request: web.Request) -> web.Response:
 class _BridgeCollector(Collector):
     def __init__(self, state: WebState) -> None:
         self.state = state
+        self.rejected: dict[str, int] = {}  # by reason, set by the handler before a scrape
 
     def collect(self) -> Iterator[Metric]:
-        health = self.state.health
-        stats: BridgeStats = health.stats() if health is not None else BridgeStats()
+        source = self.state.metrics
+        stats: BridgeStats = source.stats() if source is not None else BridgeStats()
         yield CounterMetricFamily("bridge_calls_answered", "Calls answered",
                                   value=stats.calls_answered)
         yield GaugeMetricFamily("bridge_calls_active", "Calls in progress",
                                 value=stats.calls_active)
         rejected = CounterMetricFamily("bridge_calls_rejected", "Calls rejected, by reason",
                                        labels=["reason"])
-        for reason, count in sorted(stats.calls_rejected.items()):
+        by_reason = {**self.rejected, "overload": stats.admission_refusals}
+        for reason, count in sorted(by_reason.items()):
             rejected.add_metric([reason], count)
         yield rejected
         legs = GaugeMetricFamily("bridge_legs", "Media legs per process", labels=["process"])
@@ -83,7 +83,7 @@ class _BridgeCollector(Collector):
         yield CounterMetricFamily("bridge_rtp_packets_lost", "RTP packets lost (RFC 3550)",
                                   value=stats.rtp_lost)
         yield CounterMetricFamily("bridge_pin_failures", "Wrong PINs entered",
-                                  value=stats.pin_failures)
+                                  value=self.rejected.get("wrong_pin", 0))
         yield CounterMetricFamily("bridge_admission_refusals",
                                   "Calls refused by admission control (503)",
                                   value=stats.admission_refusals)
@@ -98,16 +98,29 @@ class _Metrics:
     def __init__(self, state: WebState) -> None:
         self.state = state
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_BridgeCollector(state))
+        self.collector = _BridgeCollector(state)
+        self.registry.register(self.collector)
+        self.started = time.time()
         self.lateness = Histogram("bridge_tick_lateness_seconds",
                                   "How late the media clock ran its ticks",
                                   buckets=LATENESS_BUCKETS, registry=self.registry)
 
+    async def count_rejections(self) -> None:
+        """Calls this node turned away since the web server started, by reason (the store
+        records every one, PIN failures included)."""
+        state = self.state
+        rows = await state.store.list_rejections(since=self.started, limit=1_000_000)
+        counts: dict[str, int] = {}
+        for row in rows:
+            if not state.node_id or row.node_id == state.node_id:
+                counts[row.reason.value] = counts.get(row.reason.value, 0) + 1
+        self.collector.rejected = counts
+
     def drain(self) -> None:
-        health = self.state.health
-        if health is None:
+        source = self.state.metrics
+        if source is None:
             return
-        for sample in health.drain_lateness():
+        for sample in source.drain_lateness():
             self.lateness.observe(max(0.0, float(sample)))
 
     def render(self) -> bytes:
@@ -119,7 +132,9 @@ METRICS = web.AppKey("metrics", _Metrics)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    collected = request.app[METRICS]
+    await collected.count_rejections()
+    body = collected.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; "
                                                             "charset=utf-8"})
 
