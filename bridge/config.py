@@ -172,6 +172,16 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DebugConfig:
+    """[debug]: ``capture_path`` writes SIP (and with ``capture_rtp`` RTP) to a pcap,
+    rotated when it reaches ``capture_max_bytes`` (0: never)."""
+
+    capture_path: str = ""
+    capture_rtp: bool = False
+    capture_max_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
@@ -179,6 +189,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     conference: ConferenceConfig = field(default_factory=ConferenceConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     db_path: Path = Path("var/bridge.sqlite3")
     prompts_dir: Path | None = None
     log_level: str = "INFO"
@@ -227,6 +238,8 @@ class Config:
                 raise ConfigError(f"web.trusted_proxies: {exc}") from None
         if bool(self.web.tls_cert) != bool(self.web.tls_key):
             raise ConfigError("web: tls_cert and tls_key go together")
+        if self.debug.capture_max_bytes < 0:
+            raise ConfigError("debug.capture_max_bytes: must be 0 (no rotation) or positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         return self
@@ -234,7 +247,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig, "trunk": TrunkConfig, "rtp": RtpConfig, "media": MediaConfig,
-    "conference": ConferenceConfig, "web": WebConfig,
+    "conference": ConferenceConfig, "web": WebConfig, "debug": DebugConfig,
 }
 
 
