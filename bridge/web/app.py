@@ -267,7 +267,7 @@ async def serve_app(app: web.Application, config: Config) -> RunningWeb | None:
     bound = sockets[0].getsockname() if sockets else (host, port)
     running = RunningWeb(runner=runner, host=str(bound[0]), port=int(bound[1]),
                          scheme="https" if context else "http")
-    log.info("web API on %s%s", running.url, API)
+    log.warning("web API on %s%s", running.url, API)  # shown at every log level
     app[STATE].extra["url"] = running.url
     return running
 
@@ -289,6 +289,4 @@ async def start_web(
         if running is not None:
             await running.close()
 
-    if running is not None:
-        print(f"bridge: web API on {running.url}{API}", flush=True)
     return close
