@@ -168,8 +168,9 @@ class Events:
 
 
 def _caller_leg(view: dict[str, Any], caller: str) -> dict[str, Any]:
-    [found] = [p for p in view["participants"] if p["caller"] == caller]
-    return found
+    found: list[dict[str, Any]] = [p for p in view["participants"] if p["caller"] == caller]
+    assert len(found) == 1, view
+    return found[0]
 
 
 async def test_api_websocket_and_commands_on_a_live_conference(web: Web) -> None:
