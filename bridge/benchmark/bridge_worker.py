@@ -57,7 +57,8 @@ from bridge.conference.enums import Language
 from bridge.conference.pins import is_trivial
 from bridge.config import Config, MediaConfig, RtpConfig, SipConfig
 from bridge.media.clock import lateness_summary
-from bridge.runtime.app import BridgeApp, CallController, DirectRoomController
+from bridge.runtime.app import BridgeApp, DirectRoomController
+from bridge.runtime.calls import CallController
 from bridge.runtime.media import LATENESS_RING
 
 __all__ = [
@@ -270,7 +271,7 @@ async def _serve(config: BridgeWorkerConfig, uvloop: bool, directory: Path) -> N
     store = None
     if config.routing == "conference":
         from bridge.media.prompts import PromptLibrary
-        from bridge.runtime.conference import ConferenceController, ControllerConfig
+        from bridge.runtime.controller import ConferenceController, ControllerConfig
         from bridge.store.sqlite import SqliteStore
 
         store = await SqliteStore.open(db_path)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 # (message bytes from UDP, or a parsed TCP message; source address; "UDP" | "TCP")
 Deliver = Callable[[bytes | SipMessage, Addr, str], None]
+# (source, destination, "UDP" | "TCP", payload): the capture hook (bridge serve --capture)
+Tap = Callable[[Addr, Addr, str, bytes], None]
 
 MAX_TCP_CONNECTIONS = 1024
 QUANTUM = 4  # messages of one source handed up per turn
@@ -73,7 +75,8 @@ class _UdpSocket:
         return self.sock.getsockname() if name == "sockname" else None
 
     def _read_ready(self) -> None:
-        recvfrom, enqueue = self.sock.recvfrom, self.owner.enqueue
+        owner = self.owner
+        recvfrom, enqueue = self.sock.recvfrom, owner.enqueue
         for _ in range(UDP_READS_PER_WAKEUP):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -83,7 +86,10 @@ class _UdpSocket:
                 log.debug("UDP error: %s", exc)
                 return
             self.received += 1
-            enqueue(data, (str(addr[0]), int(addr[1])), "UDP", None)
+            source = (str(addr[0]), int(addr[1]))
+            if owner.tap is not None:
+                owner.capture_in(data, source, owner.local, "UDP")
+            enqueue(data, source, "UDP", None)
 
     def sendto(self, data: bytes, addr: Addr) -> None:
         self.sock.sendto(data, addr)
@@ -158,23 +164,28 @@ class _TcpProtocol(asyncio.Protocol):
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Addr | None = None
+        self.local: Addr = owner.local
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop: not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1]))
+        sockname = transport.get_extra_info("sockname")
+        self.local = (str(sockname[0]), int(sockname[1])) if sockname else self.owner.local
         if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
             log.warning("too many SIP TCP connections, refusing %s", self.peer)
             transport.close()
             return
         self.owner.connections[self.peer] = self
         for data in self.pending:
+            self.owner.capture_out(data, self.local, self.peer, "TCP")
             self.transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
+        self.owner.capture_in(data, self.peer, self.local, "TCP")
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -228,6 +239,7 @@ class SipTransport:
         self._resolved: dict[str, str] = {}  # host name -> address (for the process lifetime)
         self.send_errors = 0
         self.local: Addr = ("0.0.0.0", 0)
+        self.tap: Tap | None = None  # capture hook: every payload, both directions
 
     # -- the fair queue -----------------------------------------------------------------------
 
@@ -335,6 +347,7 @@ class SipTransport:
         if transport.upper() == "TCP":
             conn = self.connections.get(addr)
             if conn is not None and conn.transport is not None:
+                self.capture_out(data, conn.local, addr, "TCP")
                 conn.transport.write(data)
                 return
             self._connect_and_send(data, addr)
@@ -342,11 +355,20 @@ class SipTransport:
         if self.udp is None:
             log.warning("no UDP transport to send to %s", addr)
             return
+        self.capture_out(data, self.local, addr, "UDP")
         try:
             self.udp.sendto(data, addr)
         except (OSError, ValueError) as exc:  # unreachable or unusable: transactions time out
             self.send_errors += 1
             log.debug("SIP send to %s failed: %s", addr, exc)
+
+    def capture_in(self, data: bytes, peer: Addr, local: Addr, transport: str) -> None:
+        if self.tap is not None:
+            self.tap(peer, local, transport, data)
+
+    def capture_out(self, data: bytes, local: Addr, peer: Addr, transport: str) -> None:
+        if self.tap is not None:
+            self.tap(local, peer, transport, data)
 
     async def _resolve_and_send(self, data: bytes, addr: Addr, transport: str) -> None:
         loop = asyncio.get_running_loop()

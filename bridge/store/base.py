@@ -27,11 +27,15 @@ from bridge.conference.model import Admission, Language, LeaveReason, Role, Room
 __all__ = [
     "AccessNumber",
     "Account",
+    "ApiToken",
     "CallRecord",
+    "Direction",
     "DuplicateError",
     "NotFoundError",
     "Rejection",
     "RejectionReason",
+    "Run",
+    "RunEnd",
     "Store",
     "StoreError",
 ]
@@ -78,6 +82,25 @@ _FROM_ADMISSION = {
 }
 
 
+class Direction(StrEnum):
+    """How a leg came to the conference."""
+
+    DIAL_IN = "dial_in"
+    DIAL_OUT = "dial_out"
+    VOIP_LINK = "voip_link"
+
+
+class RunEnd(StrEnum):
+    """How a conference run ended (``web`` = an API, web or CLI actor; ``interrupted`` = the
+    node crashed)."""
+
+    LAST_LEFT = "last_left"
+    MODERATOR = "moderator"
+    WEB = "web"
+    SCHEDULED_END = "scheduled_end"
+    INTERRUPTED = "interrupted"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account:
     id: int
@@ -86,6 +109,39 @@ class Account:
     password_hash: str | None
     tariff: str
     created_at: float
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """One conference run of a room: from its first leg to its end (``ended_at`` None while
+    it lasts). ``room_id`` is None once the room was deleted."""
+
+    id: int
+    room_id: int | None
+    account_id: int
+    node_id: str
+    opened_at: float
+    ended_at: float | None
+    end_reason: RunEnd | None
+    peak_participants: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    """An API token; only the sha256 hex of its secret is stored."""
+
+    id: int
+    account_id: int
+    name: str
+    token_hash: str
+    created_at: float
+    revoked_at: float | None
+    last_used_at: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +172,12 @@ class CallRecord:
     left_at: float | None
     leave_reason: LeaveReason | None
     node_id: str
+    run_id: int | None = None
+    direction: Direction = Direction.DIAL_IN
+    answered_at: float | None = None  # the call was answered (the IVR starts)
+    conference_at: float | None = None  # conference time starts (None while waiting);
+    # billing counts conference_at..left_at
+    ended_by: str | None = None  # actor of a kick/end: a leg id, "web", "cli", "scheduler"
 
     @property
     def is_open(self) -> bool:
@@ -144,7 +206,13 @@ class Store(Protocol):
 
     # accounts
     async def create_account(
-        self, *, name: str, email: str, password_hash: str | None = None, tariff: str = "standard"
+        self,
+        *,
+        name: str,
+        email: str,
+        password_hash: str | None = None,
+        tariff: str = "standard",
+        is_admin: bool = False,
     ) -> Account: ...
     async def get_account(self, account_id: int) -> Account | None: ...
     async def find_account_by_email(self, email: str) -> Account | None: ...
@@ -195,10 +263,15 @@ class Store(Protocol):
         language: Language,
         joined_at: float,
         node_id: str,
+        run_id: int | None = None,
+        direction: Direction = Direction.DIAL_IN,
+        answered_at: float | None = None,
+        conference_at: float | None = None,
     ) -> int: ...
     async def close_call_record(
-        self, record_id: int, *, left_at: float, reason: LeaveReason
+        self, record_id: int, *, left_at: float, reason: LeaveReason, ended_by: str | None = None
     ) -> bool: ...
+    async def mark_in_conference(self, record_id: int, at: float) -> bool: ...
     async def close_interrupted(self, node_id: str, now: float) -> int: ...
     async def live_call_records(self, room_id: int | None = None) -> list[CallRecord]: ...
     async def call_history(
@@ -209,7 +282,37 @@ class Store(Protocol):
         since: float | None = None,
         until: float | None = None,
         limit: int = 1000,
+        run_id: int | None = None,
     ) -> list[CallRecord]: ...
+
+    # conference runs
+    async def open_run(self, *, room_id: int, opened_at: float, node_id: str) -> Run: ...
+    async def note_run_peak(self, run_id: int, participants: int) -> None: ...
+    async def end_run(self, run_id: int, *, ended_at: float, reason: RunEnd) -> bool: ...
+    async def get_run(self, run_id: int) -> Run | None: ...
+    async def list_runs(
+        self,
+        *,
+        account_id: int | None = None,
+        room_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[Run]: ...
+
+    # API tokens
+    async def create_api_token(
+        self, *, account_id: int, name: str, token_hash: str, created_at: float
+    ) -> ApiToken: ...
+    async def find_api_token(self, token_hash: str) -> ApiToken | None: ...
+    async def list_api_tokens(self, account_id: int) -> list[ApiToken]: ...
+    async def revoke_api_token(self, token_id: int, at: float) -> bool: ...
+    async def touch_api_token(self, token_id: int, at: float) -> None: ...
+
+    # node heartbeats (crash detection across nodes)
+    async def write_heartbeat(self, node_id: str, now: float) -> None: ...
+    async def last_heartbeat(self, node_id: str) -> float | None: ...
+    async def stale_nodes(self, before: float) -> list[str]: ...
 
     # rejections and PIN failures
     async def record_rejection(

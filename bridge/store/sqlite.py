@@ -47,11 +47,15 @@ from bridge.conference.pins import DEFAULT_PIN_POLICY, PinPolicy, check_pin_pair
 from bridge.store.base import (
     AccessNumber,
     Account,
+    ApiToken,
     CallRecord,
+    Direction,
     DuplicateError,
     NotFoundError,
     Rejection,
     RejectionReason,
+    Run,
+    RunEnd,
     StoreError,
 )
 
@@ -208,7 +212,8 @@ JOIN room_pins AS m ON m.room_id = r.id AND m.role = 'moderator'
 
 _CALL_SELECT = """
 SELECT id, room_id, account_id, leg_id, number_dialed, caller, source, role, language,
-       joined_at, left_at, leave_reason, node_id
+       joined_at, left_at, leave_reason, node_id, run_id, direction, answered_at,
+       conference_at, ended_by
 FROM call_records
 """
 
@@ -239,6 +244,33 @@ def _account(row: sqlite3.Row) -> Account:
         password_hash=row["password_hash"],
         tariff=row["tariff"],
         created_at=row["created_at"],
+        is_admin=bool(row["is_admin"]),
+    )
+
+
+def _run(row: sqlite3.Row) -> Run:
+    reason = row["end_reason"]
+    return Run(
+        id=row["id"],
+        room_id=row["room_id"],
+        account_id=row["account_id"],
+        node_id=row["node_id"],
+        opened_at=row["opened_at"],
+        ended_at=row["ended_at"],
+        end_reason=None if reason is None else RunEnd(reason),
+        peak_participants=row["peak_participants"],
+    )
+
+
+def _api_token(row: sqlite3.Row) -> ApiToken:
+    return ApiToken(
+        id=row["id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        token_hash=row["token_hash"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
     )
 
 
@@ -267,6 +299,11 @@ def _call_record(row: sqlite3.Row) -> CallRecord:
         left_at=row["left_at"],
         leave_reason=None if reason is None else LeaveReason(reason),
         node_id=row["node_id"],
+        run_id=row["run_id"],
+        direction=Direction(row["direction"]),
+        answered_at=row["answered_at"],
+        conference_at=row["conference_at"],
+        ended_by=row["ended_by"],
     )
 
 
@@ -293,6 +330,7 @@ def _integrity(exc: sqlite3.IntegrityError) -> StoreError:
         ("rooms.account_id, rooms.name", "room_name", "the account has a room of that name"),
         ("access_numbers.number", "number", "this access number exists already"),
         ("accounts_email", "email", "an account with this e-mail address exists"),
+        ("api_tokens.token_hash", "token_hash", "this token exists already"),
     ):
         if needle in msg:
             return DuplicateError(field, text)
@@ -403,15 +441,21 @@ class SqliteStore:
     # -- accounts ----------------------------------------------------------------------------
 
     async def create_account(
-        self, *, name: str, email: str, password_hash: str | None = None, tariff: str = "standard"
+        self,
+        *,
+        name: str,
+        email: str,
+        password_hash: str | None = None,
+        tariff: str = "standard",
+        is_admin: bool = False,
     ) -> Account:
         if "@" not in email:
             raise ValueError(f"not an e-mail address: {email!r}")
         async with self._write() as db:
             cur = await db.execute(
-                "INSERT INTO accounts (name, email, password_hash, tariff, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (name, email.strip(), password_hash, tariff, time.time()),
+                "INSERT INTO accounts (name, email, password_hash, tariff, created_at, is_admin) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, email.strip(), password_hash, tariff, time.time(), int(is_admin)),
             )
             account_id = cur.lastrowid
         account = await self.get_account(int(account_id or 0))
@@ -608,13 +652,18 @@ class SqliteStore:
         language: Language,
         joined_at: float,
         node_id: str,
+        run_id: int | None = None,
+        direction: Direction = Direction.DIAL_IN,
+        answered_at: float | None = None,
+        conference_at: float | None = None,
     ) -> int:
         """Write the record of a leg that joined; committed before this returns."""
         async with self._write() as db:
             cur = await db.execute(
                 "INSERT INTO call_records (room_id, account_id, leg_id, number_dialed, caller, "
-                "source, role, language, joined_at, node_id) "
-                "SELECT id, account_id, ?, ?, ?, ?, ?, ?, ?, ? FROM rooms WHERE id = ?",
+                "source, role, language, joined_at, node_id, run_id, direction, answered_at, "
+                "conference_at) "
+                "SELECT id, account_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM rooms WHERE id = ?",
                 (
                     leg_id,
                     number_dialed,
@@ -624,6 +673,10 @@ class SqliteStore:
                     Language(language).value,
                     joined_at,
                     node_id,
+                    run_id,
+                    Direction(direction).value,
+                    answered_at,
+                    conference_at,
                     room_id,
                 ),
             )
@@ -632,14 +685,30 @@ class SqliteStore:
             return int(cur.lastrowid or 0)
 
     async def close_call_record(
-        self, record_id: int, *, left_at: float, reason: LeaveReason
+        self, record_id: int, *, left_at: float, reason: LeaveReason, ended_by: str | None = None
     ) -> bool:
         """Close an open record. False if it was closed already (the first close wins)."""
         async with self._write() as db:
             cur = await db.execute(
-                "UPDATE call_records SET left_at = ?, leave_reason = ? "
+                "UPDATE call_records SET left_at = ?, leave_reason = ?, ended_by = ? "
                 "WHERE id = ? AND left_at IS NULL",
-                (left_at, LeaveReason(reason).value, record_id),
+                (left_at, LeaveReason(reason).value, ended_by, record_id),
+            )
+            if cur.rowcount == 1:
+                return True
+            async with db.execute("SELECT 1 FROM call_records WHERE id = ?", (record_id,)) as c:
+                if await c.fetchone() is None:
+                    raise NotFoundError(f"no call record {record_id}")
+            return False
+
+    async def mark_in_conference(self, record_id: int, at: float) -> bool:
+        """Start the leg's conference time (the moderator is present); False if it was
+        started already or the record is closed."""
+        async with self._write() as db:
+            cur = await db.execute(
+                "UPDATE call_records SET conference_at = ? "
+                "WHERE id = ? AND conference_at IS NULL AND left_at IS NULL",
+                (at, record_id),
             )
             if cur.rowcount == 1:
                 return True
@@ -649,16 +718,28 @@ class SqliteStore:
             return False
 
     async def close_interrupted(self, node_id: str, now: float) -> int:
-        """Close every record ``node_id`` left open as ``interrupted`` at ``now``.
+        """Close every record ``node_id`` left open as ``interrupted``, and end its open runs.
 
-        Call at start-up, before taking calls. ``left_at`` is the restart time (an upper
-        bound: the crash itself left no trace). Returns how many records were closed.
+        Call at start-up, before taking calls (or from another node when ``node_id``'s
+        heartbeat went stale). The end time is the node's last heartbeat when it wrote one
+        (the crash happened within one interval after it), else ``now``; never before the
+        record's join. Returns how many records were closed.
         """
         async with self._write() as db:
+            async with db.execute(
+                "SELECT at FROM node_heartbeats WHERE node_id = ?", (node_id,)
+            ) as c:
+                beat = await c.fetchone()
+            at = now if beat is None else min(float(beat[0]), now)
             cur = await db.execute(
                 "UPDATE call_records SET left_at = max(?, joined_at), leave_reason = ? "
                 "WHERE node_id = ? AND left_at IS NULL",
-                (now, LeaveReason.INTERRUPTED.value, node_id),
+                (at, LeaveReason.INTERRUPTED.value, node_id),
+            )
+            await db.execute(
+                "UPDATE runs SET ended_at = max(?, opened_at), end_reason = ? "
+                "WHERE node_id = ? AND ended_at IS NULL",
+                (at, RunEnd.INTERRUPTED.value, node_id),
             )
             return cur.rowcount
 
@@ -681,11 +762,13 @@ class SqliteStore:
         since: float | None = None,
         until: float | None = None,
         limit: int = 1000,
+        run_id: int | None = None,
     ) -> list[CallRecord]:
         """Records (open and closed) that joined in ``[since, until)``, newest first."""
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (
+            ("run_id = ?", run_id),
             ("room_id = ?", room_id),
             ("account_id = ?", account_id),
             ("joined_at >= ?", since),
@@ -700,6 +783,146 @@ class SqliteStore:
         sql += " ORDER BY joined_at DESC, id DESC LIMIT ?"
         params.append(limit)
         return [_call_record(r) for r in await self._all(sql, params)]
+
+    # -- conference runs -------------------------------------------------------------------
+
+    async def open_run(self, *, room_id: int, opened_at: float, node_id: str) -> Run:
+        """Start a run of ``room_id`` on ``node_id``; raises ``NotFoundError`` for no room."""
+        async with self._write() as db:
+            cur = await db.execute(
+                "INSERT INTO runs (room_id, account_id, node_id, opened_at) "
+                "SELECT id, account_id, ?, ? FROM rooms WHERE id = ?",
+                (node_id, opened_at, room_id),
+            )
+            if cur.rowcount != 1:
+                raise NotFoundError(f"no room {room_id}")
+            run_id = int(cur.lastrowid or 0)
+        run = await self.get_run(run_id)
+        assert run is not None
+        return run
+
+    async def note_run_peak(self, run_id: int, participants: int) -> None:
+        """Raise the run's peak to ``participants`` if that is higher."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE runs SET peak_participants = ? WHERE id = ? AND peak_participants < ?",
+                (participants, run_id, participants),
+            )
+
+    async def end_run(self, run_id: int, *, ended_at: float, reason: RunEnd) -> bool:
+        """End an open run; False if it was ended already (the first end wins)."""
+        async with self._write() as db:
+            cur = await db.execute(
+                "UPDATE runs SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+                (ended_at, RunEnd(reason).value, run_id),
+            )
+            if cur.rowcount == 1:
+                return True
+            async with db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)) as c:
+                if await c.fetchone() is None:
+                    raise NotFoundError(f"no run {run_id}")
+            return False
+
+    async def get_run(self, run_id: int) -> Run | None:
+        row = await self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return None if row is None else _run(row)
+
+    async def list_runs(
+        self,
+        *,
+        account_id: int | None = None,
+        room_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Runs opened in ``[since, until)``, newest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("account_id = ?", account_id),
+            ("room_id = ?", room_id),
+            ("opened_at >= ?", since),
+            ("opened_at < ?", until),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        return [_run(r) for r in await self._all(sql, params)]
+
+    # -- API tokens --------------------------------------------------------------------------
+
+    async def create_api_token(
+        self, *, account_id: int, name: str, token_hash: str, created_at: float
+    ) -> ApiToken:
+        """Store a token (its hash only); ``DuplicateError("token_hash")`` if it exists."""
+        async with self._write() as db:
+            cur = await db.execute(
+                "INSERT INTO api_tokens (account_id, name, token_hash, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (account_id, name, token_hash, created_at),
+            )
+            token_id = int(cur.lastrowid or 0)
+        row = await self._one("SELECT * FROM api_tokens WHERE id = ?", (token_id,))
+        assert row is not None
+        return _api_token(row)
+
+    async def find_api_token(self, token_hash: str) -> ApiToken | None:
+        """The token with this hash, revoked ones too (the caller checks ``revoked_at``)."""
+        row = await self._one("SELECT * FROM api_tokens WHERE token_hash = ?", (token_hash,))
+        return None if row is None else _api_token(row)
+
+    async def list_api_tokens(self, account_id: int) -> list[ApiToken]:
+        rows = await self._all(
+            "SELECT * FROM api_tokens WHERE account_id = ? ORDER BY id", (account_id,)
+        )
+        return [_api_token(r) for r in rows]
+
+    async def revoke_api_token(self, token_id: int, at: float) -> bool:
+        """Revoke a token; False if it was revoked already or does not exist."""
+        async with self._write() as db:
+            cur = await db.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (at, token_id),
+            )
+            return cur.rowcount == 1
+
+    async def touch_api_token(self, token_id: int, at: float) -> None:
+        async with self._write() as db:
+            await db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (at, token_id))
+
+    # -- heartbeats --------------------------------------------------------------------------
+
+    async def write_heartbeat(self, node_id: str, now: float) -> None:
+        """Record that ``node_id`` is alive at ``now`` (never moves backwards)."""
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO node_heartbeats (node_id, at) VALUES (?, ?) "
+                "ON CONFLICT (node_id) DO UPDATE SET at = max(at, excluded.at)",
+                (node_id, now),
+            )
+
+    async def last_heartbeat(self, node_id: str) -> float | None:
+        row = await self._one("SELECT at FROM node_heartbeats WHERE node_id = ?", (node_id,))
+        return None if row is None else float(row[0])
+
+    async def stale_nodes(self, before: float) -> list[str]:
+        """Nodes whose last heartbeat is older than ``before`` and that still hold open
+        records or runs (the ones another node must clean up)."""
+        rows = await self._all(
+            "SELECT h.node_id FROM node_heartbeats AS h WHERE h.at < ? AND ("
+            "EXISTS (SELECT 1 FROM call_records AS c "
+            "WHERE c.node_id = h.node_id AND c.left_at IS NULL) OR "
+            "EXISTS (SELECT 1 FROM runs AS r WHERE r.node_id = h.node_id AND r.ended_at IS NULL)"
+            ") ORDER BY h.node_id",
+            (before,),
+        )
+        return [str(r[0]) for r in rows]
 
     # -- rejections --------------------------------------------------------------------------
 
