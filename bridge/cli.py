@@ -18,11 +18,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from bridge import __version__
 from bridge.config import Config, ConfigError, load_config, with_overrides
+from bridge.replay.cli import add_parser as add_replay_parser
 
 EXIT_USAGE = 2
 LANGUAGES = ("de", "en", "fr")
@@ -97,6 +99,33 @@ def _add_admin(sub: argparse._SubParsersAction[_Parser]) -> None:
     calls = sub.add_parser("calls", help="the live legs of the running bridge")
     _add_common(calls)
 
+    accounts = sub.add_parser("accounts", help="accounts of the API and the web area")
+    _add_common(accounts)
+    accounts_sub = accounts.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    accounts_sub.required = True
+    acreate = accounts_sub.add_parser("create", help="create an account")
+    _add_common(acreate)
+    acreate.add_argument("email", metavar="EMAIL")
+    acreate.add_argument("--admin", action="store_true", help="sees and acts on every room")
+    acreate.add_argument("--name", metavar="NAME", help="display name (default: from EMAIL)")
+    acreate.add_argument("--password", action="store_true",
+                         help="ask for a password (read from stdin when not a terminal)")
+
+    tokens = sub.add_parser("tokens", help="API tokens (Authorization: Bearer)")
+    _add_common(tokens)
+    tokens_sub = tokens.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    tokens_sub.required = True
+    tcreate = tokens_sub.add_parser("create", help="create a token; printed once")
+    _add_common(tcreate)
+    tcreate.add_argument("email", metavar="EMAIL")
+    tcreate.add_argument("--name", metavar="NAME", default="cli", help="what the token is for")
+    trevoke = tokens_sub.add_parser("revoke", help="revoke a token")
+    _add_common(trevoke)
+    trevoke.add_argument("token_id", metavar="ID", type=_positive_int)
+    tlist = tokens_sub.add_parser("list", help="the tokens of an account")
+    _add_common(tlist)
+    tlist.add_argument("email", metavar="EMAIL")
+
     demo = sub.add_parser("demo", help="create a demo room and number; print how to dial in")
     _add_common(demo)
     demo.add_argument("--sip-listen", metavar="HOST:PORT", help="as for serve")
@@ -113,9 +142,88 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP address (UDP and TCP)")
     serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range")
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.add_argument("--capture", metavar="PATH.pcap",
+                       help="write the SIP traffic to a pcap ([debug] capture_path)")
     _add_admin(sub)
+    _add_conferences(sub)
     _add_bench(sub)
+    add_replay_parser(sub)
     return parser
+
+
+def _add_conferences(sub: argparse._SubParsersAction[_Parser]) -> None:
+    conferences = sub.add_parser("conferences", help="live conferences of the running bridge "
+                                                     "(through its API)")
+    conf_sub = conferences.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    conf_sub.required = True
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--url", metavar="URL", help="the bridge's web address "
+                            "(default: BRIDGE_URL, else http://127.0.0.1:8080)")
+        parser.add_argument("--token", metavar="TOKEN", help="API token (default: BRIDGE_TOKEN)")
+
+    common(conf_sub.add_parser("list", help="the live conferences"))
+    for action, what in (("show", "one conference and its participants"),
+                         ("lock", "lock a conference"), ("unlock", "unlock a conference"),
+                         ("end", "end a conference for everyone")):
+        parser = conf_sub.add_parser(action, help=what)
+        common(parser)
+        parser.add_argument("room", metavar="ROOM", help="room id or name")
+    mute = conf_sub.add_parser("mute", help="mute a participant (or everyone with --all)")
+    common(mute)
+    mute.add_argument("room", metavar="ROOM")
+    mute.add_argument("participant", metavar="PARTICIPANT", nargs="?",
+                      help="participant id or caller")
+    mute.add_argument("--all", action="store_true", help="every participant")
+    mute.add_argument("--off", action="store_true", help="unmute instead")
+    kick = conf_sub.add_parser("kick", help="remove a participant")
+    common(kick)
+    kick.add_argument("room", metavar="ROOM")
+    kick.add_argument("participant", metavar="PARTICIPANT", help="participant id or caller")
+    kick.add_argument("--silent", action="store_true",
+                      help='without the "you have been removed" prompt')
+
+
+def _conferences(args: argparse.Namespace) -> int:
+    """``bridge conferences ...`` through the HTTP API."""
+    from bridge.web.client import ApiError, ConferenceClient, format_conference, format_conferences
+
+    url = args.url or os.environ.get("BRIDGE_URL") or "http://127.0.0.1:8080"
+    token = args.token or os.environ.get("BRIDGE_TOKEN")
+    if not token:
+        raise UsageError("bridge conferences: no token (--token or BRIDGE_TOKEN)")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"bridge conferences: --url must be http(s)://HOST:PORT, got {url!r}")
+    if args.action == "mute" and bool(args.all) == bool(args.participant):
+        raise UsageError("bridge conferences mute: give a PARTICIPANT or --all")
+    client = ConferenceClient(url, token)
+    try:
+        if args.action == "list":
+            print(format_conferences(client.call("GET", "/conferences")["conferences"]))
+            return 0
+        room = client.room_id(args.room)
+        if args.action == "show":
+            print(format_conference(client.call("GET", f"/conferences/{room}")))
+        elif args.action in ("lock", "unlock", "end"):
+            client.call("POST", f"/conferences/{room}/{args.action}")
+            print(f"{args.action}: done")
+        elif args.action == "mute" and args.all:
+            client.call("POST", f"/conferences/{room}/{'unmute-all' if args.off else 'mute-all'}")
+            print("unmuted everyone" if args.off else "muted everyone but the moderators")
+        else:
+            leg = client.participant(room, args.participant)
+            if args.action == "mute":
+                client.call("POST", f"/conferences/{room}/participants/{leg}/"
+                                    f"{'unmute' if args.off else 'mute'}")
+                print(f"{'unmuted' if args.off else 'muted'} {leg}")
+            else:
+                client.call("POST", f"/conferences/{room}/participants/{leg}/kick",
+                            {"announce": not args.silent})
+                print(f"kicked {leg}")
+    except ApiError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -200,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "conferences":
+            return _conferences(args)
+        if args.command == "replay":
+            from bridge.replay.player import main as replay_main
+
+            return replay_main(args)
         config = _config_from(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)
@@ -208,9 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bridge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "serve":
-        from bridge.runtime.app import serve
+        from bridge.runtime.serve import serve
 
         level = args.log_level or config.log_level
+        if args.capture:
+            config = replace(config, debug=replace(config.debug, capture_path=args.capture))
         return serve(config, log_level=level)
     from bridge.admin import AdminError
 
@@ -270,6 +386,21 @@ def _admin(args: argparse.Namespace, config: Config) -> None:
         print(f"deleted {admin.delete_number(db, args.number)}")
     elif command == ("calls", None):
         print(admin.format_calls(admin.live_calls(db), time.time()))
+    elif command == ("accounts", "create"):
+        password = _read_password() if args.password else None
+        acct = admin.create_account(db, args.email, admin=args.admin, password=password,
+                                    name=args.name)
+        kind = "admin account" if acct.is_admin else "account"
+        print(f"created {kind} {acct.email} (id {acct.id})")
+    elif command == ("tokens", "create"):
+        token, secret = admin.create_token(db, args.email, name=args.name)
+        print(f"token {token.id} ({token.name}) for {args.email.strip()}; shown only once:")
+        print(secret)
+    elif command == ("tokens", "revoke"):
+        admin.revoke_token(db, args.token_id)
+        print(f"revoked token {args.token_id}")
+    elif command == ("tokens", "list"):
+        print(admin.format_tokens(admin.list_tokens(db, args.email)))
     elif command == ("demo", None):
         result = admin.demo(db)
         target, note = admin.dial_target(config)
@@ -285,6 +416,22 @@ def _admin(args: argparse.Namespace, config: Config) -> None:
             print(f"note: {note}")
     else:  # pragma: no cover
         raise AssertionError(f"unhandled command {command}")
+
+
+def _read_password() -> str:
+    import getpass
+
+    from bridge.admin import InvalidInputError
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise InvalidInputError("the passwords differ")
+        return first
+    line = sys.stdin.readline().rstrip("\n")
+    if not line:
+        raise InvalidInputError("--password: no password on stdin")
+    return line
 
 
 if __name__ == "__main__":  # pragma: no cover

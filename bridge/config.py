@@ -27,8 +27,8 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid."""
 
 
-def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
-    """Parse ``HOST:PORT``, ``HOST``, ``:PORT`` or ``[V6]:PORT``."""
+def parse_hostport(text: str, default_port: int, *, allow_zero: bool = False) -> tuple[str, int]:
+    """Parse ``HOST:PORT``, ``HOST``, ``:PORT`` or ``[V6]:PORT`` (port 0 with ``allow_zero``)."""
     text = text.strip()
     if not text:
         raise ConfigError("empty address")
@@ -46,7 +46,8 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     host = host or "0.0.0.0"
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    low = 0 if allow_zero else 1
+    if not port_text.isdigit() or not low <= int(port_text) < 65536:
         raise ConfigError(f"bad port in {text!r}")
     return host, int(port_text)
 
@@ -81,6 +82,18 @@ class SipConfig:
     auth_realm: str = "bridge"
     auth_users: tuple[tuple[str, str], ...] = ()
     session_expires: int = 1800
+    # Fair intake (bridge.sip.intake): sources ahead of everyone, with limits of their own
+    # (the trunks; the capacity benchmark's load generator). Limits per source address for
+    # everyone else: new requests per second and burst, in-dialog messages per second, 503s
+    # per second beyond the limit (then silence), the 503's Retry-After, the log interval.
+    trunk_networks: tuple[str, ...] = ()
+    intake_rate: float = 20.0
+    intake_burst: int = 60
+    intake_dialog_rate: float = 200.0
+    intake_refusal_rate: float = 5.0
+    intake_trunk_rate: float = 2000.0
+    intake_retry_after: int = 10
+    intake_log_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,15 +162,50 @@ class ConferenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The HTTP API (``bridge.web``).
+
+    ``listen``: ``HOST:PORT`` (port 0: an ephemeral port, logged at start; empty: no web
+    server); ``BRIDGE_WEB_LISTEN`` overrides it. ``tls_cert``/``tls_key``: PEM files; both
+    set: HTTPS. ``trusted_proxies``: networks of reverse proxies whose ``X-Forwarded-For``
+    names the client.
+    """
+
+    listen: str = "127.0.0.1:8080"
+    tls_cert: str = ""
+    tls_key: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+
+    def address(self) -> tuple[str, int] | None:
+        """The listen address, or None when the web server is off."""
+        if not self.listen.strip():
+            return None
+        return parse_hostport(self.listen, 8080, allow_zero=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DebugConfig:
+    """[debug]: ``capture_path`` writes SIP (and with ``capture_rtp`` RTP) to a pcap,
+    rotated when it reaches ``capture_max_bytes`` (0: never)."""
+
+    capture_path: str = ""
+    capture_rtp: bool = False
+    capture_max_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     rtp: RtpConfig = field(default_factory=RtpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     conference: ConferenceConfig = field(default_factory=ConferenceConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     db_path: Path = Path("var/bridge.sqlite3")
     prompts_dir: Path | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # "text" or "json" (one JSON object per line, bridge.logs)
 
     def validate(self) -> Config:
         for net in self.sip.allowed_networks:
@@ -170,6 +218,19 @@ class Config:
                 ipaddress.ip_network(net, strict=False)
             except ValueError as exc:
                 raise ConfigError(f"conference.trusted_networks: {exc}") from None
+        for net in self.sip.trunk_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"sip.trunk_networks: {exc}") from None
+        sip = self.sip
+        if min(sip.intake_rate, sip.intake_dialog_rate, sip.intake_trunk_rate) <= 0:
+            raise ConfigError("sip.intake_*_rate: must be positive")
+        if sip.intake_burst < 1 or sip.intake_refusal_rate < 0 or sip.intake_retry_after < 0:
+            raise ConfigError("sip.intake_burst must be positive; refusal rate and "
+                              "retry_after must not be negative")
+        if sip.intake_log_interval <= 0:
+            raise ConfigError("sip.intake_log_interval: must be positive")
         country = self.conference.default_country
         if country and (len(country) != 2 or not country.isalpha()):
             raise ConfigError(f"conference.default_country: {country!r} is not ISO 3166 alpha-2")
@@ -192,6 +253,18 @@ class Config:
             raise ConfigError("media.retry_after: must not be negative")
         if self.media.workers < 0:
             raise ConfigError("media.workers: must be 0 (one process) or positive")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format: expected \"text\" or \"json\", got {self.log_format!r}")
+        self.web.address()
+        for net in self.web.trusted_proxies:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"web.trusted_proxies: {exc}") from None
+        if bool(self.web.tls_cert) != bool(self.web.tls_key):
+            raise ConfigError("web: tls_cert and tls_key go together")
+        if self.debug.capture_max_bytes < 0:
+            raise ConfigError("debug.capture_max_bytes: must be 0 (no rotation) or positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         return self
@@ -199,7 +272,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig, "trunk": TrunkConfig, "rtp": RtpConfig, "media": MediaConfig,
-    "conference": ConferenceConfig,
+    "conference": ConferenceConfig, "web": WebConfig, "debug": DebugConfig,
 }
 
 
@@ -270,6 +343,8 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     env = os.environ.copy() if env is None else env
     if env.get("BRIDGE_DB"):
         config = replace(config, db_path=Path(env["BRIDGE_DB"]))
+    if "BRIDGE_WEB_LISTEN" in env:
+        config = replace(config, web=replace(config.web, listen=env["BRIDGE_WEB_LISTEN"]))
     return config
 
 

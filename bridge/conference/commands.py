@@ -71,9 +71,11 @@ class MuteAllOthers(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KickParticipant(Command):
-    """Remove ``leg`` from the conference."""
+    """Remove ``leg`` from the conference; ``announce=False``: without the "you have been
+    removed" prompt (the call ends at once)."""
 
     leg: str
+    announce: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

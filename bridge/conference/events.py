@@ -30,6 +30,8 @@ __all__ = [
     "ParticipantUndeafened",
     "ParticipantUnmuted",
     "RefusalReason",
+    "TalkingStarted",
+    "TalkingStopped",
     "WaitingEnded",
 ]
 
@@ -82,6 +84,7 @@ class ParticipantLeft(Event):
     count: int  # legs remaining
     at: float
     by: str | None = None  # who kicked/ended, None for a hangup
+    announce: bool = True  # a kick: the leg hears "you have been removed" before the BYE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,3 +160,17 @@ class CommandRefused(Event):
     by: str
     command: Command
     reason: RefusalReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkingStarted(Event):
+    """The media's voice activity detection heard ``leg`` start talking."""
+
+    leg: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkingStopped(Event):
+    """``leg`` stopped talking (after the VAD's hangover)."""
+
+    leg: str

@@ -258,10 +258,10 @@ class Conference:
                 return self._deafen(command, target, deaf, by)
             case cmd.MuteAllOthers(by=by, muted=muted):
                 return self._mute_all_others(by, muted)
-            case cmd.KickParticipant(by=by, leg=target):
+            case cmd.KickParticipant(by=by, leg=target, announce=announce):
                 if target not in self.legs:
                     return [self._refuse(command, ev.RefusalReason.UNKNOWN_LEG)]
-                return self._kick(target, by, now)
+                return self._kick(target, by, now, announce=announce)
             case cmd.KickLastJoined(by=by):
                 last = [
                     leg.leg_id
@@ -331,11 +331,12 @@ class Conference:
             return [ev.AllOthersMuted(by=by, legs=changed)]
         return [ev.AllOthersUnmuted(by=by, legs=changed)]
 
-    def _kick(self, target: str, by: str, now: float) -> list[ev.Event]:
+    def _kick(self, target: str, by: str, now: float, *, announce: bool = True) -> list[ev.Event]:
         del self.legs[target]
         return [
             ev.ParticipantLeft(
-                leg=target, reason=LeaveReason.KICKED, count=self.count, at=now, by=by
+                leg=target, reason=LeaveReason.KICKED, count=self.count, at=now, by=by,
+                announce=announce,
             )
         ]
 

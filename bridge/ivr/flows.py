@@ -3,7 +3,7 @@
 The script talks to the caller only through ``Channel`` (play with barge-in, collect digits,
 loop hold music, hang up) and to the conferences only through ``ConferenceAccess`` (PIN
 lookup, failure counter, admission, join). It imports no asyncio and reads no clock: the
-runtime (``bridge.runtime.conference``) implements both with futures fed by the media
+runtime (``bridge.runtime.controller``) implements both with futures fed by the media
 engine's ``PromptFinished``/``LegDigitReceived`` events and loop timers; the unit tests use an
 in-memory channel with a fake clock. A caller hanging up cancels the task running the script.
 

@@ -4,33 +4,33 @@ The SIP core (:class:`~bridge.sip.endpoint.SipEndpoint`) is sans-I/O; this modul
 datagrams and timer expiries, sends what it returns, and turns its events into media legs:
 an offered call is answered with an SDP answer (RFC 3264) on a fresh RTP port pair and joins
 a room of its own; a hangup removes the leg. A ``CallController`` decides what happens to
-calls: ``serve`` runs the dial-in conferences (``bridge.runtime.conference``); without a
+calls: ``serve`` runs the dial-in conferences (``bridge.runtime.controller``); without a
 controller a call joins the room named by the Request-URI user (``DirectRoomController``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import ipaddress
 import logging
 import secrets
-import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from bridge.codecs.g711 import Codec
 from bridge.config import Config
 from bridge.media.engine import LegMedia, MediaEvent
+from bridge.replay.capture import PcapWriter
 from bridge.runtime.admission import AdmissionRefused, admission_refusal
+from bridge.runtime.calls import CallController, CallHost, Leg
 from bridge.runtime.media import MediaRuntime
 from bridge.runtime.sip_transport import Addr, SipTransport
 from bridge.runtime.workers import LocalMedia, MediaControl, WorkerPool
-from bridge.sdp.model import SdpError, SessionDescription, parse_sdp
+from bridge.sdp.model import SdpError, parse_sdp
 from bridge.sdp.negotiate import (
     InvalidAnswerError,
     NegotiatedMedia,
@@ -53,6 +53,7 @@ from bridge.sip.events import (
     ReinviteReceived,
     RemoteSdpChanged,
 )
+from bridge.sip.intake import IntakeLimits, Peek, SipIntake, Verdict, peek, peek_message
 from bridge.sip.message import SipMessage, SipRequest
 from bridge.sip.uri import SipUri
 
@@ -61,55 +62,20 @@ log = logging.getLogger("bridge")
 SHUTDOWN_GRACE = 0.5  # seconds to let the 200s to our BYEs arrive
 
 
-@dataclass(slots=True)
-class Leg:
-    """One call leg as the application sees it."""
-
-    call: str  # the SIP endpoint's call handle, also the media leg id
-    room: str
-    outbound: bool
-    caller: str
-    dialed: str
-    source: Addr | None
-    local_port: int = 0
-    media: NegotiatedMedia | None = None
-    local_sdp: SessionDescription | None = None
-    session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
-    established_at: float | None = None
-    offer_pending: bool = False  # we sent an offer (dial-out, offerless re-INVITE)
-
-
-class CallController(Protocol):
-    """What the application does with calls: the IVR and conferences plug in here.
-
-    ``offered`` runs before the call is answered and may refuse it with a status (404 for an
-    unknown access number, 503 when full); ``answered`` gets a leg whose media runs in a room
-    of its own (``leg.room``); ``ended`` and ``media_event`` report what happened.
-    """
-
-    async def offered(self, app: BridgeApp, offered: CallOffered) -> int | None: ...
-
-    def answered(self, app: BridgeApp, leg: Leg) -> None: ...
-
-    def ended(self, app: BridgeApp, leg: Leg, reason: str) -> None: ...
-
-    def media_event(self, app: BridgeApp, event: MediaEvent) -> None: ...
-
-
 class DirectRoomController:
     """No IVR: a call joins the room named by the Request-URI user at once."""
 
-    async def offered(self, app: BridgeApp, offered: CallOffered) -> int | None:
+    async def offered(self, app: CallHost, offered: CallOffered) -> int | None:
         return None
 
-    def answered(self, app: BridgeApp, leg: Leg) -> None:
+    def answered(self, app: CallHost, leg: Leg) -> None:
         if not leg.outbound:
             app.media_control.move_leg(leg.call, leg.dialed or "default")
 
-    def ended(self, app: BridgeApp, leg: Leg, reason: str) -> None:
+    def ended(self, app: CallHost, leg: Leg, reason: str) -> None:
         return None
 
-    def media_event(self, app: BridgeApp, event: MediaEvent) -> None:
+    def media_event(self, app: CallHost, event: MediaEvent) -> None:
         return None
 
 
@@ -157,7 +123,21 @@ class BridgeApp:
         self.controller: CallController = controller or DirectRoomController()
         self.counters = AppCounters()
         self.legs: dict[str, Leg] = {}
-        self.transport = SipTransport(self._deliver)
+        sip = config.sip
+        self._trunks = [ipaddress.ip_network(n, strict=False) for n in sip.trunk_networks]
+        self.intake = SipIntake(
+            IntakeLimits(rate=sip.intake_rate, burst=sip.intake_burst,
+                         dialog_rate=sip.intake_dialog_rate,
+                         dialog_burst=max(1, int(sip.intake_dialog_rate * 2)),
+                         refusal_rate=sip.intake_refusal_rate,
+                         refusal_burst=int(sip.intake_refusal_rate * 2),
+                         trunk_rate=sip.intake_trunk_rate,
+                         trunk_burst=max(1, int(sip.intake_trunk_rate * 2)),
+                         log_interval=sip.intake_log_interval),
+            is_trunk=self._is_trunk,
+        )
+        self._retry_after = (("Retry-After", str(sip.intake_retry_after)),)
+        self.transport = SipTransport(self._deliver, is_priority=self._is_trunk)
         workers = config.media.workers
         self.media = MediaRuntime(
             bind_host=config.rtp.bind_host,
@@ -185,6 +165,7 @@ class BridgeApp:
         self.media_listeners: list[Callable[[MediaEvent], None]] = []
         self.sip_listeners: list[Callable[[Event], None]] = []
         self.local: Addr = ("0.0.0.0", 0)
+        self.capture: PcapWriter | None = None  # [debug] capture_path / serve --capture
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -192,6 +173,7 @@ class BridgeApp:
         self._loop = asyncio.get_running_loop()
         sip = self.config.sip
         self.local = await self.transport.start(sip.listen_host, sip.listen_port, sip.transports)
+        self._start_capture()
         contact_host = sip.external_address or self._advertised_host(sip.listen_host)
         users = dict(sip.auth_users) if sip.auth_users else None
         self.endpoint = SipEndpoint(
@@ -228,6 +210,17 @@ class BridgeApp:
                  "+".join(sip.transports))
         return self.local
 
+    def _start_capture(self) -> None:
+        debug = self.config.debug
+        if not debug.capture_path:
+            return
+        self.capture = PcapWriter(Path(debug.capture_path), max_bytes=debug.capture_max_bytes)
+        self.transport.tap = self.capture.tap
+        if debug.capture_rtp:  # legs in media workers (other processes) are not captured
+            self.media.io.tap = self.capture.tap
+        log.info("capturing %s to %s", "SIP and RTP" if debug.capture_rtp else "SIP",
+                 debug.capture_path)
+
     @staticmethod
     def _advertised_host(listen_host: str) -> str:
         if listen_host not in ("0.0.0.0", "::", ""):
@@ -254,12 +247,41 @@ class BridgeApp:
             await self.pool.close()
         await self.media.close()
         await self.transport.close()
+        if self.capture is not None:
+            self.capture.close()
 
     # -- SIP plumbing ---------------------------------------------------------------------------
+
+    def _is_trunk(self, host: str) -> bool:
+        if not self._trunks:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self._trunks)
 
     def _deliver(self, data: bytes | SipMessage, addr: Addr, transport: str) -> None:
         assert self._loop is not None and self.endpoint is not None
         now = self._loop.time()
+        summary: Peek = peek(data) if isinstance(data, bytes) else peek_message(data)
+        known = summary.call_id is not None and self.endpoint.knows_call_id(summary.call_id)
+        verdict = self.intake.admit(addr[0], summary, known, now)
+        for report in self.intake.reports(now):
+            log.warning("%s", report)
+        blocked = self.intake.blocked(now)
+        if blocked is not None:
+            if blocked - self.transport.blocked:
+                log.warning("SIP intake: blocking %s for %.0f s (flooding)",
+                            ", ".join(sorted(blocked - self.transport.blocked)),
+                            self.intake.limits.block_seconds)
+            self.transport.block(blocked)
+        if verdict is Verdict.DROP:
+            return
+        if verdict is Verdict.REFUSE:
+            self.endpoint.refuse(data, addr, transport, 503, self._retry_after)
+            self._pump()
+            return
         if isinstance(data, bytes):
             self.endpoint.receive(data, addr, transport, now)
         else:
@@ -607,69 +629,3 @@ class BridgeApp:
             if call in self.legs:
                 log.warning("call %s: its media worker died; hanging up", call)
                 self.hangup(call)
-
-
-def serve(config: Config, *, log_level: str = "INFO") -> int:
-    """``bridge serve``: run until SIGINT/SIGTERM, then hang up every call and exit 0."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-    async def main() -> int:
-        from bridge.media.prompts import PromptError, PromptLibrary
-        from bridge.runtime.conference import ConferenceController, ControllerConfig
-        from bridge.store.sqlite import SqliteStore
-
-        config.db_path.parent.mkdir(parents=True, exist_ok=True)
-        store = await SqliteStore.open(config.db_path)
-        conference = config.conference
-        # Stable across restarts, so crash recovery finds the records this node left open.
-        node_id = conference.node_id or socket.gethostname()
-        interrupted = await store.close_interrupted(node_id, time.time())
-        if interrupted:
-            log.info("closed %d call record(s) left open by a previous run", interrupted)
-        prompts = PromptLibrary(config.prompts_dir)
-        try:
-            # Load (and so validate) every prompt now: a missing or malformed file is an error
-            # at start, not a silent failure in the middle of somebody's call.
-            count = prompts.preload(sorted({p.stem for p in prompts.root.glob("*/*.wav")}))
-        except PromptError as exc:
-            log.error("prompts in %s: %s", prompts.root, exc)
-            await store.close()
-            return 1
-        log.info("%d prompts loaded from %s", count, prompts.root)
-        controller = ConferenceController(
-            store,
-            ControllerConfig(node_id=node_id,
-                             default_country=conference.default_country or None,
-                             trusted_networks=conference.trusted_networks),
-            prompts,
-        )
-        app = BridgeApp(config, controller)
-        try:
-            try:
-                host, port = await app.start()
-            except OSError as exc:
-                log.error("cannot listen on %s:%d: %s", config.sip.listen_host,
-                          config.sip.listen_port, exc.strerror)
-                return 1
-            print(f"bridge: SIP on {host}:{port}; dial sip:+NUMBER@{app.endpoint.config.sent_by_host if app.endpoint else host}:{port}", flush=True)  # noqa: E501
-            # What exists now (modules, prompts, the store) lives as long as the process: keep
-            # it out of the cyclic collector's full passes, whose pauses would delay the media
-            # clock (the objects of calls are still collected as usual).
-            gc.freeze()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            log.info("shutting down: hanging up %d call(s)", len(app.legs))
-            await app.stop()
-            return 0
-        finally:
-            await controller.drain()
-            await store.close()
-
-    return asyncio.run(main())

@@ -23,7 +23,7 @@ from bridge.config import Config, RtpConfig, SipConfig
 from bridge.ivr.flows import IvrTimers
 from bridge.media.prompts import PromptLibrary, default_prompts_dir
 from bridge.runtime.app import BridgeApp
-from bridge.runtime.conference import ConferenceController, ControllerConfig
+from bridge.runtime.controller import ConferenceController, ControllerConfig
 from bridge.store.base import CallRecord, Rejection, RejectionReason
 from bridge.store.sqlite import SqliteStore
 from tests.conftest import LOOPBACK, free_port, rtp_port_block

@@ -37,7 +37,7 @@ from bridge.media.engine import (
 from bridge.media.prompts import PromptLibrary
 from bridge.rtp.packet import RtpPacket, is_rtcp, parse_rtp
 from bridge.runtime.app import BridgeApp
-from bridge.runtime.conference import ConferenceController, ControllerConfig
+from bridge.runtime.controller import ConferenceController, ControllerConfig
 from bridge.runtime.workers import WorkerPool
 from bridge.store.base import CallRecord
 from bridge.store.sqlite import SqliteStore

@@ -42,7 +42,7 @@ import pytest
 from bridge.conference.enums import Language, LeaveReason, Role
 from bridge.conference.model import Room
 from bridge.runtime.app import BridgeApp
-from bridge.runtime.conference import ConferenceController, ControllerConfig
+from bridge.runtime.controller import ConferenceController, ControllerConfig
 from bridge.store.base import Account, CallRecord, Rejection, RejectionReason
 from bridge.store.sqlite import SqliteStore
 from tests.conftest import LOOPBACK, free_port, require_binary, rtp_port_block

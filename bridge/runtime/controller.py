@@ -1,6 +1,10 @@
 """Dial-in conferences: the ``CallController`` that runs the IVR and the rooms in use.
 
-:class:`ConferenceController` plugs into :class:`~bridge.runtime.app.BridgeApp`:
+:class:`ConferenceController` plugs into :class:`~bridge.runtime.app.BridgeApp` (through
+the ``CallHost`` protocol of :mod:`bridge.runtime.calls`) and implements the live conference
+service (:class:`bridge.service.live.ConferenceService`): the keypad, the HTTP API and the CLI
+act through the same :meth:`ConferenceController.execute`; every domain event is published to
+the service's subscribers (``TalkingStarted``/``TalkingStopped`` from the media's VAD).
 
 * ``offered``: the Request-URI is normalised to E.164 (``numbers.normalize_request_user``,
   with ``ControllerConfig.default_country`` for national spellings) and looked up in the
@@ -78,15 +82,24 @@ from bridge.ivr.flows import (
     IvrTimers,
     dial_in,
 )
-from bridge.media.engine import LegDigitReceived, MediaEvent, PromptFinished
+from bridge.media.engine import LegDigitReceived, MediaEvent, PromptFinished, TalkingChanged
 from bridge.media.prompts import Clip, PromptError, PromptLibrary, load_clip
 from bridge.media.tones import join_tone, leave_tone
+from bridge.runtime.calls import CallHost
+from bridge.runtime.calls import Leg as AppLeg
+from bridge.service.live import (
+    ConferenceView,
+    EventHub,
+    LegState,
+    NoLiveConference,
+    ParticipantView,
+    Subscription,
+)
 from bridge.sip.events import CallOffered
-from bridge.store.base import AccessNumber, RejectionReason, Store
+from bridge.sip.uri import SipUri
+from bridge.store.base import AccessNumber, Direction, RejectionReason, Store
 
 if TYPE_CHECKING:
-    from bridge.runtime.app import BridgeApp
-    from bridge.runtime.app import Leg as AppLeg
     from bridge.runtime.workers import MediaControl
 
 __all__ = ["ConferenceController", "ControllerConfig", "LegChannel"]
@@ -117,6 +130,15 @@ class ControllerConfig:
     offer_ttl: float = 60.0  # forget an offered call that was never answered after this
 
 
+def _caller_name(caller: str) -> str:
+    """The user part of a From URI (``sip:alice@host`` -> ``alice``), else the text as is."""
+    try:
+        user = SipUri.parse(caller).user
+    except ValueError:
+        return caller
+    return user or caller
+
+
 def _seconds(clips: Sequence[Clip]) -> float:
     return sum(int(c.shape[0]) for c in clips) / SAMPLE_RATE
 
@@ -125,7 +147,7 @@ class LegChannel:
     """``flows.Channel`` for one leg: prompts through the media (engine or workers), keys
     from its ``LegDigitReceived`` events, completion from its ``PromptFinished`` events."""
 
-    def __init__(self, app: BridgeApp, call: str) -> None:
+    def __init__(self, app: CallHost, call: str) -> None:
         self._app = app
         self._call = call
         self._keys: deque[str] = deque()
@@ -210,6 +232,9 @@ class _Active:
 
     conference: Conference
     media_room: str
+    opened_at: float = 0.0
+    run_id: int | None = None
+    talking: set[str] = field(default_factory=set)
 
     @property
     def room(self) -> Room:
@@ -290,7 +315,8 @@ class ConferenceController:
         self.active: dict[int, _Active] = {}
         self.calls: dict[str, _Call] = {}
         self._offers: dict[str, tuple[AccessNumber, str, float]] = {}
-        self._app: BridgeApp | None = None
+        self._app: CallHost | None = None
+        self.hub = EventHub()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._room_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._intros: dict[str, Clip] = {}
@@ -298,9 +324,13 @@ class ConferenceController:
         self._trusted = [ipaddress.ip_network(n, strict=False)
                          for n in config.trusted_networks]
 
+    def attach(self, app: CallHost) -> None:
+        """The bridge process this controller serves (also set by its first call)."""
+        self._app = app
+
     # -- CallController ------------------------------------------------------------------------
 
-    async def offered(self, app: BridgeApp, offered: CallOffered) -> int | None:
+    async def offered(self, app: CallHost, offered: CallOffered) -> int | None:
         self._app = app
         now = time.monotonic()
         for call, (_, _, at) in list(self._offers.items()):
@@ -323,7 +353,7 @@ class ConferenceController:
         self._offers[offered.call] = (number, source, now)
         return None
 
-    def answered(self, app: BridgeApp, leg: AppLeg) -> None:
+    def answered(self, app: CallHost, leg: AppLeg) -> None:
         self._app = app
         if leg.outbound:
             return
@@ -339,7 +369,7 @@ class ConferenceController:
         call.task = task
         task.add_done_callback(functools.partial(self._flow_done, call))
 
-    def ended(self, app: BridgeApp, leg: AppLeg, reason: str) -> None:
+    def ended(self, app: CallHost, leg: AppLeg, reason: str) -> None:
         call = self.calls.get(leg.call)
         if call is None:
             return
@@ -357,8 +387,10 @@ class ConferenceController:
                 self._apply(active, active.conference.leave(leg.call, left, time.time()))
         del self.calls[leg.call]
 
-    def media_event(self, app: BridgeApp, event: MediaEvent) -> None:
+    def media_event(self, app: CallHost, event: MediaEvent) -> None:
         match event:
+            case TalkingChanged(leg=leg_id, talking=talking):
+                self._talking(leg_id, talking)
             case LegDigitReceived(leg=leg_id, digit=digit):
                 call = self.calls.get(leg_id)
                 if call is None:
@@ -441,7 +473,8 @@ class ConferenceController:
         active = self.active.get(room.id)
         if active is None:
             active = _Active(conference=Conference.open(room),
-                             media_room=f"conf:{room.id}:{next(self._generation)}")
+                             media_room=f"conf:{room.id}:{next(self._generation)}",
+                             opened_at=now)
         leg_id = call.leg.call
         admission = active.conference.admit(role, now)
         events = active.conference.join(
@@ -498,79 +531,145 @@ class ConferenceController:
         if isinstance(out, UnknownSequence):
             self._say(call.leg.call, "invalid_choice")
             return
-        self.command(call.room_id, out)
+        if call.room_id is not None:
+            with contextlib.suppress(NoLiveConference):
+                self.execute(call.room_id, out)
 
-    def command(self, room_id: int | None, command: Command) -> list[ev.Event]:
-        """Apply a command (keypad, web panel, CLI) to a room in use; returns its events."""
-        active = self.active.get(room_id) if room_id is not None else None
-        if active is None:
-            return []
+    # -- the live conference service (bridge.service.live) -----------------------------------
+
+    def execute(self, room_id: int, command: Command) -> list[ev.Event]:
+        """Apply a command (keypad, web, CLI, scheduler) to a room in use; returns its events.
+
+        Raises :class:`NoLiveConference` when the room has no conference in use."""
+        active = self.active.get(room_id)
+        if active is None or active.conference.ended:
+            raise NoLiveConference(room_id)
         events = active.conference.handle(command, time.time())
         self._apply(active, events)
         return events
+
+    def live(self, account_id: int | None = None) -> list[ConferenceView]:
+        return [self._view(a) for _, a in sorted(self.active.items())
+                if account_id is None or a.room.account_id == account_id]
+
+    def conference(self, room_id: int) -> ConferenceView | None:
+        active = self.active.get(room_id)
+        return None if active is None else self._view(active)
+
+    def subscribe(self) -> Subscription:
+        return self.hub.subscribe()
+
+    def _view(self, active: _Active) -> ConferenceView:
+        room = active.room
+        return ConferenceView(
+            room_id=room.id, account_id=room.account_id, room_name=room.name,
+            run_id=active.run_id, opened_at=active.opened_at,
+            locked=active.conference.locked,
+            participants=tuple(self._participant(active, leg)
+                               for leg in active.conference.legs.values()))
+
+    def _participant(self, active: _Active, leg: ConferenceLeg) -> ParticipantView:
+        call = self.calls.get(leg.leg_id)
+        if leg.waiting:
+            state = LegState.WAITING
+        elif call is not None and call.in_room:
+            state = LegState.IN_CONFERENCE
+        else:
+            state = LegState.IVR
+        outbound = call is not None and call.leg.outbound
+        return ParticipantView(
+            id=leg.leg_id, caller=_caller_name(leg.caller), number_dialed=leg.dialed,
+            role=leg.role, language=leg.language,
+            direction=Direction.DIAL_OUT if outbound else Direction.DIAL_IN,
+            joined_at=leg.joined_at, muted=leg.muted, deaf=leg.deaf,
+            talking=leg.leg_id in active.talking, state=state)
+
+    def _publish(self, active: _Active, event: ev.Event) -> None:
+        self.hub.publish(at=time.time(), room_id=active.room.id,
+                         account_id=active.room.account_id, run_id=active.run_id, event=event)
+
+    def _talking(self, leg_id: str, talking: bool) -> None:
+        call = self.calls.get(leg_id)
+        if call is None or call.room_id is None or not call.in_room:
+            return
+        active = self.active.get(call.room_id)
+        if active is None or (leg_id in active.talking) == talking:
+            return
+        if talking:
+            active.talking.add(leg_id)
+            self._publish(active, ev.TalkingStarted(leg=leg_id))
+        else:
+            active.talking.discard(leg_id)
+            self._publish(active, ev.TalkingStopped(leg=leg_id))
 
     # -- effects of domain events --------------------------------------------------------------
 
     def _apply(self, active: _Active, events: list[ev.Event]) -> None:
         ended: list[_Call] = []
         for event in events:
-            match event:
-                case ev.ParticipantJoined(leg=leg_id, waiting=False):
-                    self._enter(active, leg_id, tone=True)
-                case ev.WaitingEnded(legs=legs):
-                    for leg_id in legs:
-                        self._enter(active, leg_id, tone=False)
-                        call = self.calls.get(leg_id)
-                        if call is not None and call.released is not None \
-                                and not call.released.done():
-                            call.released.set_result(True)
-                case ev.ParticipantLeft(leg=leg_id, reason=reason, at=at, by=by):
-                    call = self.calls.get(leg_id)
-                    was_in_room = call is not None and call.in_room
-                    if call is not None:
-                        self._left(call, reason, at)
-                    if reason is LeaveReason.CONFERENCE_ENDED:
-                        if call is not None:
-                            ended.append(call)
-                        continue
-                    if reason is LeaveReason.KICKED and call is not None:
-                        self._kicked(call, by)
-                    if was_in_room:
-                        self._room_say(active, [leave_tone()])
-                case ev.ParticipantMuted(leg=leg_id) | ev.ParticipantUnmuted(leg=leg_id):
-                    muted = isinstance(event, ev.ParticipantMuted)
-                    self._set_muted(leg_id, muted)
-                case ev.ParticipantDeafened(leg=leg_id) | ev.ParticipantUndeafened(leg=leg_id):
-                    if leg_id in self.engine:
-                        self.engine.set_deaf(leg_id, isinstance(event, ev.ParticipantDeafened))
-                case ev.AllOthersMuted(by=by, legs=legs) | ev.AllOthersUnmuted(by=by, legs=legs):
-                    muted = isinstance(event, ev.AllOthersMuted)
-                    for leg_id in legs:
-                        self._set_muted(leg_id, muted)
-                    self._say(by, "all_muted" if muted else "all_unmuted")
-                case ev.ConferenceLocked() | ev.ConferenceUnlocked():
-                    locked = isinstance(event, ev.ConferenceLocked)
-                    lang = active.room.language.value
-                    self._room_say(active, self.prompts.sequence(
-                        lang, "conference_now_locked" if locked else "conference_now_unlocked"))
-                case ev.HelpRequested(by=by, role=role):
-                    call = self.calls.get(by)
-                    if call is not None and by in self.engine:
-                        self.engine.play(by, self.prompts.help(
-                            call.language.value, moderator=role is Role.MODERATOR))
-                case ev.ParticipantCountReported(by=by, count=count):
-                    call = self.calls.get(by)
-                    if call is not None and by in self.engine:
-                        self.engine.play(by, self.prompts.participant_count(
-                            call.language.value, max(0, count - 1), joining=False))
-                case ev.CommandRefused(by=by, reason=ev.RefusalReason.NOT_MODERATOR):
-                    self._say(by, "not_allowed")
-                case ev.ConferenceEnded():
-                    self._conference_ended(active, ended)
-                case _:
-                    pass
+            self._effect(active, event, ended)
+            self._publish(active, event)
         if active.conference.count == 0 and self.active.get(active.room.id) is active:
             del self.active[active.room.id]
+
+    def _effect(self, active: _Active, event: ev.Event, ended: list[_Call]) -> None:
+        match event:
+            case ev.ParticipantJoined(leg=leg_id, waiting=False):
+                self._enter(active, leg_id, tone=True)
+            case ev.WaitingEnded(legs=legs):
+                for leg_id in legs:
+                    self._enter(active, leg_id, tone=False)
+                    call = self.calls.get(leg_id)
+                    if call is not None and call.released is not None \
+                            and not call.released.done():
+                        call.released.set_result(True)
+            case ev.ParticipantLeft(leg=leg_id, reason=reason, at=at, by=by,
+                                    announce=announce):
+                active.talking.discard(leg_id)
+                call = self.calls.get(leg_id)
+                was_in_room = call is not None and call.in_room
+                if call is not None:
+                    self._left(call, reason, at)
+                if reason is LeaveReason.CONFERENCE_ENDED:
+                    if call is not None:
+                        ended.append(call)
+                    return
+                if reason is LeaveReason.KICKED and call is not None:
+                    self._kicked(call, by, announce=announce)
+                if was_in_room:
+                    self._room_say(active, [leave_tone()])
+            case ev.ParticipantMuted(leg=leg_id) | ev.ParticipantUnmuted(leg=leg_id):
+                muted = isinstance(event, ev.ParticipantMuted)
+                self._set_muted(leg_id, muted)
+            case ev.ParticipantDeafened(leg=leg_id) | ev.ParticipantUndeafened(leg=leg_id):
+                if leg_id in self.engine:
+                    self.engine.set_deaf(leg_id, isinstance(event, ev.ParticipantDeafened))
+            case ev.AllOthersMuted(by=by, legs=legs) | ev.AllOthersUnmuted(by=by, legs=legs):
+                muted = isinstance(event, ev.AllOthersMuted)
+                for leg_id in legs:
+                    self._set_muted(leg_id, muted)
+                self._say(by, "all_muted" if muted else "all_unmuted")
+            case ev.ConferenceLocked() | ev.ConferenceUnlocked():
+                locked = isinstance(event, ev.ConferenceLocked)
+                lang = active.room.language.value
+                self._room_say(active, self.prompts.sequence(
+                    lang, "conference_now_locked" if locked else "conference_now_unlocked"))
+            case ev.HelpRequested(by=by, role=role):
+                call = self.calls.get(by)
+                if call is not None and by in self.engine:
+                    self.engine.play(by, self.prompts.help(
+                        call.language.value, moderator=role is Role.MODERATOR))
+            case ev.ParticipantCountReported(by=by, count=count):
+                call = self.calls.get(by)
+                if call is not None and by in self.engine:
+                    self.engine.play(by, self.prompts.participant_count(
+                        call.language.value, max(0, count - 1), joining=False))
+            case ev.CommandRefused(by=by, reason=ev.RefusalReason.NOT_MODERATOR):
+                self._say(by, "not_allowed")
+            case ev.ConferenceEnded():
+                self._conference_ended(active, ended)
+            case _:
+                pass
 
     def _enter(self, active: _Active, leg_id: str, *, tone: bool) -> None:
         """Move a leg's media into the conference; the join tone to the others only."""
@@ -596,7 +695,7 @@ class ConferenceController:
             self._spawn(self._close_record(call.record, reason, at))
             call.record = None
 
-    def _kicked(self, call: _Call, by: str | None) -> None:
+    def _kicked(self, call: _Call, by: str | None, *, announce: bool = True) -> None:
         leg_id = call.leg.call
         if call.task is not None:
             call.task.cancel()
@@ -606,7 +705,10 @@ class ConferenceController:
         call.in_room = False
         if by is not None and by != leg_id:
             self._say(by, "participant_removed")
-        self._spawn(self._say_then_hang_up(call, "you_were_removed"))
+        if announce:
+            self._spawn(self._say_then_hang_up(call, "you_were_removed"))
+        else:
+            call.channel.hang_up()
 
     def _conference_ended(self, active: _Active, legs: list[_Call]) -> None:
         if self.active.get(active.room.id) is active:

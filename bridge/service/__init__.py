@@ -1,0 +1,1 @@
+"""The application services between the domain and the edges (runtime, web, CLI)."""
