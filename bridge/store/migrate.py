@@ -13,6 +13,7 @@ processes opening an old file at once migrate it exactly once.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 DEFAULT_DB_URL = "sqlite:///var/bridge.sqlite3"
+
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-plugin INFO lines are noise
 
 
 class SchemaTooNewError(StoreError):

@@ -76,7 +76,7 @@ from bridge.store.migrate import (
     upgrade,
 )
 
-__all__ = ["SqlStore"]
+__all__ = ["SqlStore", "open_for_serving"]
 
 Row = Mapping[Any, Any]
 
@@ -1056,3 +1056,25 @@ class SqlStore:
 
 
 _PIN_COLUMNS = tuple(c.name for c in _PIN_LOOKUP.selected_columns)
+
+
+async def open_for_serving(database: str | os.PathLike[str]) -> SqlStore | None:
+    """The store for ``bridge serve``: an empty database gets the schema, one that is behind
+    is refused with one line on stderr naming ``bridge db upgrade`` (None: exit 1)."""
+    import sys
+
+    engine = make_engine(database)
+    try:
+        status = await schema_status(engine)
+        if status.current is None:
+            await upgrade(engine)
+    except (StoreError, sa.exc.SQLAlchemyError, OSError) as exc:
+        print(f"bridge: database {describe(async_url(database))}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        await engine.dispose()
+    try:
+        return await SqlStore.open(database, upgrade_schema=False)
+    except (StoreError, sa.exc.SQLAlchemyError, OSError) as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return None
