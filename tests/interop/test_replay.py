@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import signal
 import sys
@@ -194,7 +195,7 @@ async def test_a_captured_three_party_conference_replays_against_a_fresh_bridge(
                 assert "".join(d["digit"] for d in result.digits_sent).endswith(CONF_PIN + "#")
                 assert result.audio_seconds > 2 and not result.audio_silent, result.text()
             joined += 3
-            records = await until(lambda n=joined: closed_records(second, room, n),
+            records = await until(functools.partial(closed_records, second, room, joined),
                                   f"{joined} closed call records (the PIN was accepted)")
             assert len(records) == joined
         assert await second.rejections() == []
