@@ -199,3 +199,25 @@ async def test_a_captured_three_party_conference_replays_against_a_fresh_bridge(
                                   f"{joined} closed call records (the PIN was accepted)")
             assert len(records) == joined
         assert await second.rejections() == []
+
+
+async def test_a_target_that_answers_otherwise_exits_1_with_the_difference(
+        tmp_path: Path) -> None:
+    """A bridge that refuses the caller's network answers 403: the report says so, exit 1."""
+    config = bridge_config(tmp_path)
+    config = dataclasses.replace(
+        config, sip=dataclasses.replace(config.sip, allowed_networks=("192.0.2.0/24",)))
+    app = BridgeApp(config)
+    await app.start()
+    try:
+        report = tmp_path / "report.json"
+        code, out, err = await replay_cli(str(TRACES / "sipp_udp.pcap"), "--target",
+                                          f"{LOOPBACK}:{app.local[1]}", "--json", str(report))
+    finally:
+        await app.stop()
+    assert code == 1, out + err
+    assert "0 of 1 calls behaved like the trace" in out and "DIFFERS" in out
+    [call] = json.loads(report.read_text())["calls"]
+    assert call["statuses"] == ["403 INVITE"] and call["verdict"] == "differs"
+    assert "responses ['403 INVITE'] instead of ['200 INVITE', '200 BYE']" in call["differences"]
+    assert call["digits_sent"] == [] and call["packets_sent"] == 0
