@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.codecs.g711 import Codec
 from bridge.conference.enums import Language, LeaveReason
@@ -290,6 +291,21 @@ async def test_access_is_scoped_to_the_token(web: Web) -> None:
     assert (await other.get("/api/v1/conferences")).body == {"conferences": []}
     assert (await api.as_token(None).get(f"/api/v1/conferences/{room}")).status == 401
     assert (await api.as_token(web.tokens["revoked"]).get("/api/v1/conferences")).status == 401
+
+    # /metrics of the running bridge parses with prometheus-client's own parser
+    metrics = await api.as_token(None).get("/metrics")
+    assert metrics.status == 200, metrics.body
+    families = {f.name: f for f in text_string_to_metric_families(metrics.body)}
+    assert families["bridge_calls_answered"].samples[0].value >= 1
+    assert families["bridge_calls_active"].samples[0].value == 1
+    legs = {s.labels["process"]: s.value for s in families["bridge_legs"].samples}
+    assert sum(legs.values()) == 1
+    assert families["bridge_rtp_packets_sent"].samples[0].value > 0
+    lateness = families["bridge_tick_lateness_seconds"]
+    [count] = [s.value for s in lateness.samples if s.name.endswith("_count")]
+    assert count > 10
+    health = await api.as_token(None).get("/healthz")
+    assert health.status == 200 and health.body["checks"]["media_clock"]["ok"], health.body
 
     # the CLI on the running bridge
     base = ("--url", web.url, "--token", web.tokens["acme"])
