@@ -333,3 +333,20 @@ async def test_access_is_scoped_to_the_token(web: Web) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await api.session.ws_connect(f"{web.url}/api/v1/events")
     assert refused.value.status == 401
+
+
+async def test_healthz_turns_503_when_the_media_clock_stalls(web: Web) -> None:
+    public = web.api.as_token(None)
+    ok = await public.get("/healthz")
+    assert ok.status == 200 and ok.body["status"] == "ok", ok.body
+    timer = web.app.media._timer  # stall the media clock on purpose: its next tick is dropped
+    assert timer is not None
+    timer.cancel()
+    await asyncio.sleep(1.3)
+    stalled = await public.get("/healthz")
+    assert stalled.status == 503, stalled.body
+    assert stalled.body["checks"]["media_clock"]["ok"] is False
+    assert stalled.body["checks"]["event_loop"]["ok"] is True
+    web.app.media._arm()  # the clock runs again: healthy again
+    await asyncio.sleep(0.1)
+    assert (await public.get("/healthz")).status == 200
