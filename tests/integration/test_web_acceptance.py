@@ -337,6 +337,7 @@ async def test_access_is_scoped_to_the_token(web: Web) -> None:
 
 async def test_healthz_turns_503_when_the_media_clock_stalls(web: Web) -> None:
     public = web.api.as_token(None)
+    await until(lambda: web.app.media.ticks > 5, "the media clock ticking")
     ok = await public.get("/healthz")
     assert ok.status == 200 and ok.body["status"] == "ok", ok.body
     timer = web.app.media._timer  # stall the media clock on purpose: its next tick is dropped
