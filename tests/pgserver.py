@@ -41,7 +41,9 @@ class PgServer:
     def __init__(self) -> None:
         self.bin = find_pg_bin()
         if self.bin is None:
-            raise PgUnavailableError("PostgreSQL server binaries not found (apt-get install postgresql)")
+            raise PgUnavailableError(
+                "PostgreSQL server binaries not found (apt-get install postgresql)"
+            )
         self._as: list[str] = []
         self._owner: tuple[int, int] | None = None
         if os.geteuid() == 0:
