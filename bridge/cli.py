@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP address (UDP and TCP)")
     serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range")
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.add_argument("--capture", metavar="PATH.pcap",
+                       help="write the SIP traffic to a pcap ([debug] capture_path)")
     _add_admin(sub)
     _add_bench(sub)
     return parser
@@ -211,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.runtime.serve import serve
 
         level = args.log_level or config.log_level
+        if args.capture:
+            config = replace(config, debug=replace(config.debug, capture_path=args.capture))
         return serve(config, log_level=level)
     from bridge.admin import AdminError
 

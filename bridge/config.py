@@ -149,12 +149,23 @@ class ConferenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DebugConfig:
+    """[debug]: ``capture_path`` writes SIP (and with ``capture_rtp`` RTP) to a pcap,
+    rotated when it reaches ``capture_max_bytes`` (0: never)."""
+
+    capture_path: str = ""
+    capture_rtp: bool = False
+    capture_max_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     rtp: RtpConfig = field(default_factory=RtpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     conference: ConferenceConfig = field(default_factory=ConferenceConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     db_path: Path = Path("var/bridge.sqlite3")
     prompts_dir: Path | None = None
     log_level: str = "INFO"
@@ -192,6 +203,8 @@ class Config:
             raise ConfigError("media.retry_after: must not be negative")
         if self.media.workers < 0:
             raise ConfigError("media.workers: must be 0 (one process) or positive")
+        if self.debug.capture_max_bytes < 0:
+            raise ConfigError("debug.capture_max_bytes: must be 0 (no rotation) or positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         return self
@@ -199,7 +212,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig, "trunk": TrunkConfig, "rtp": RtpConfig, "media": MediaConfig,
-    "conference": ConferenceConfig,
+    "conference": ConferenceConfig, "debug": DebugConfig,
 }
 
 

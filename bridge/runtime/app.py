@@ -18,11 +18,13 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bridge.codecs.g711 import Codec
 from bridge.config import Config
 from bridge.media.engine import LegMedia, MediaEvent
+from bridge.replay.capture import PcapWriter
 from bridge.runtime.admission import AdmissionRefused, admission_refusal
 from bridge.runtime.calls import CallController, CallHost, Leg
 from bridge.runtime.media import MediaRuntime
@@ -148,6 +150,7 @@ class BridgeApp:
         self.media_listeners: list[Callable[[MediaEvent], None]] = []
         self.sip_listeners: list[Callable[[Event], None]] = []
         self.local: Addr = ("0.0.0.0", 0)
+        self.capture: PcapWriter | None = None  # [debug] capture_path / serve --capture
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class BridgeApp:
         self._loop = asyncio.get_running_loop()
         sip = self.config.sip
         self.local = await self.transport.start(sip.listen_host, sip.listen_port, sip.transports)
+        self._start_capture()
         contact_host = sip.external_address or self._advertised_host(sip.listen_host)
         users = dict(sip.auth_users) if sip.auth_users else None
         self.endpoint = SipEndpoint(
@@ -191,6 +195,17 @@ class BridgeApp:
                  "+".join(sip.transports))
         return self.local
 
+    def _start_capture(self) -> None:
+        debug = self.config.debug
+        if not debug.capture_path:
+            return
+        self.capture = PcapWriter(Path(debug.capture_path), max_bytes=debug.capture_max_bytes)
+        self.transport.tap = self.capture.tap
+        if debug.capture_rtp:  # legs in media workers (other processes) are not captured
+            self.media.io.tap = self.capture.tap
+        log.info("capturing %s to %s", "SIP and RTP" if debug.capture_rtp else "SIP",
+                 debug.capture_path)
+
     @staticmethod
     def _advertised_host(listen_host: str) -> str:
         if listen_host not in ("0.0.0.0", "::", ""):
@@ -217,6 +232,8 @@ class BridgeApp:
             await self.pool.close()
         await self.media.close()
         await self.transport.close()
+        if self.capture is not None:
+            self.capture.close()
 
     # -- SIP plumbing ---------------------------------------------------------------------------
 

@@ -43,7 +43,8 @@ class _Port:
     (re-INVITE, a new latch), the socket is disconnected and learns again.
     """
 
-    __slots__ = ("connected", "fd", "feed", "leg_id", "receive", "rtcp", "sock", "source", "v6")
+    __slots__ = ("connected", "fd", "feed", "leg_id", "local", "receive", "rtcp", "sock",
+                 "source", "v6")
 
     def __init__(self, sock: socket.socket, leg_id: str,
                  feed: Callable[[str, bytes, Addr, float], object], *, rtcp: bool) -> None:
@@ -57,6 +58,8 @@ class _Port:
         self.v6 = sock.family == socket.AF_INET6
         self.connected: Addr | None = None
         self.source: Addr | None = None  # where the last datagram came from
+        name = sock.getsockname()
+        self.local: Addr = (str(name[0]), int(name[1]))
 
 
 def _disconnect(sock: socket.socket) -> bool:
@@ -96,6 +99,8 @@ class RtpIo:
         self.send_errors = 0
         self.receive_errors = 0
         self.received = 0
+        # capture hook (bridge serve --capture with capture_rtp): (src, dst, "UDP", datagram)
+        self.tap: Callable[[Addr, Addr, str, bytes], None] | None = None
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -188,6 +193,8 @@ class RtpIo:
                     self.receive_errors += 1
                     continue
                 count += 1
+                if self.tap is not None:
+                    self.tap(addr, port.local, "UDP", data)
                 receive = port.receive
                 if receive is None:  # RTCP, or a leg not (yet) in the engine
                     port.feed(port.leg_id, data, addr, now)
@@ -212,6 +219,8 @@ class RtpIo:
         write = os.write
         port: _Port
         for port, data, addr in out:
+            if self.tap is not None:
+                self.tap(port.local, addr, "UDP", data)
             try:
                 if addr == port.connected:
                     write(port.fd, data)  # a connected datagram socket: one send

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 # (message bytes from UDP, or a parsed TCP message; source address; "UDP" | "TCP")
 Deliver = Callable[[bytes | SipMessage, Addr, str], None]
+# (source, destination, "UDP" | "TCP", payload): the capture hook (bridge serve --capture)
+Tap = Callable[[Addr, Addr, str, bytes], None]
 
 MAX_TCP_CONNECTIONS = 1024
 
@@ -39,6 +41,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.owner.capture_in(data, (str(addr[0]), int(addr[1])), self.owner.local, "UDP")
         self.owner.deliver(data, (str(addr[0]), int(addr[1])), "UDP")
 
     def error_received(self, exc: Exception) -> None:
@@ -52,23 +55,28 @@ class _TcpProtocol(asyncio.Protocol):
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Addr | None = None
+        self.local: Addr = owner.local
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop: not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1]))
+        sockname = transport.get_extra_info("sockname")
+        self.local = (str(sockname[0]), int(sockname[1])) if sockname else self.owner.local
         if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
             log.warning("too many SIP TCP connections, refusing %s", self.peer)
             transport.close()
             return
         self.owner.connections[self.peer] = self
         for data in self.pending:
+            self.owner.capture_out(data, self.local, self.peer, "TCP")
             self.transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
+        self.owner.capture_in(data, self.peer, self.local, "TCP")
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -103,6 +111,7 @@ class SipTransport:
         self._resolved: dict[str, str] = {}  # host name -> address (for the process lifetime)
         self.send_errors = 0
         self.local: Addr = ("0.0.0.0", 0)
+        self.tap: Tap | None = None  # capture hook: every payload, both directions
 
     async def start(self, host: str, port: int, transports: tuple[str, ...]) -> Addr:
         """Bind; with port 0 the OS picks one port, used for both UDP and TCP."""
@@ -136,6 +145,7 @@ class SipTransport:
         if transport.upper() == "TCP":
             conn = self.connections.get(addr)
             if conn is not None and conn.transport is not None:
+                self.capture_out(data, conn.local, addr, "TCP")
                 conn.transport.write(data)
                 return
             self._connect_and_send(data, addr)
@@ -143,11 +153,20 @@ class SipTransport:
         if self.udp is None:
             log.warning("no UDP transport to send to %s", addr)
             return
+        self.capture_out(data, self.local, addr, "UDP")
         try:
             self.udp.sendto(data, addr)
         except (OSError, ValueError) as exc:  # unreachable or unusable: transactions time out
             self.send_errors += 1
             log.debug("SIP send to %s failed: %s", addr, exc)
+
+    def capture_in(self, data: bytes, peer: Addr, local: Addr, transport: str) -> None:
+        if self.tap is not None:
+            self.tap(peer, local, transport, data)
+
+    def capture_out(self, data: bytes, local: Addr, peer: Addr, transport: str) -> None:
+        if self.tap is not None:
+            self.tap(local, peer, transport, data)
 
     async def _resolve_and_send(self, data: bytes, addr: Addr, transport: str) -> None:
         loop = asyncio.get_running_loop()

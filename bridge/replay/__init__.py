@@ -1,0 +1,1 @@
+"""Capture and replay of SIP/RTP traces (issue 15)."""

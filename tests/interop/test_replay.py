@@ -1,0 +1,69 @@
+"""Capture and replay with real peers: ``bridge serve --capture`` recording real SIPp calls
+(SIP over UDP and TCP, RTP with ``capture_rtp``), read back with the trace reader."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from bridge.replay.trace import read_trace
+from tests.conftest import LOOPBACK, free_port, require_binary, rtp_port_block
+from tests.interop.pcapgen import CallStream, digits_at, write_stream_pcap
+from tests.interop.peers import run_sipp
+from tests.interop.test_conference_e2e import NUMBER, prepare_store, wait_for_line
+
+ROOT = Path(__file__).resolve().parents[2]
+PIN = "583902"
+
+
+async def sipp_pin_call(target: str, tmp: Path, name: str, transport: str,
+                        hold_ms: int = 2500) -> None:
+    workdir = tmp / name
+    workdir.mkdir()
+    stream = CallStream(seconds=hold_ms / 1000 + 2, tone_hz=440.0,
+                        digits=digits_at("2", 0.5) + digits_at(PIN + "#", 0.9))
+    await asyncio.to_thread(write_stream_pcap, workdir / "call.pcap", stream)
+    require_binary("sipp")
+    result = await run_sipp("conf_caller.xml", target, tmp=workdir, service=NUMBER,
+                            transport=transport, keys={"te_pt": "101", "caller": f"+49{name}"},
+                            pause_ms=hold_ms, timeout=20.0)
+    assert result.returncode == 0, result.stdout[-2000:] + result.logs
+
+
+async def test_serve_with_capture_records_real_udp_and_tcp_calls(tmp_path: Path) -> None:
+    db = tmp_path / "bridge.sqlite3"
+    store, account = await prepare_store(db)
+    await store.create_room(account_id=account.id, name="Cap", participant_pin=PIN,
+                            moderator_pin="902716")
+    await store.close()
+    config = tmp_path / "bridge.toml"
+    config.write_text("[debug]\ncapture_rtp = true\n")
+    capture = tmp_path / "bridge.pcap"
+    port, rtp = free_port(), rtp_port_block()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "serve", "--db", str(db), "--config", str(config),
+            "--sip-listen", f"{LOOPBACK}:{port}", "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
+            "--capture", str(capture), stdin=asyncio.subprocess.DEVNULL, stdout=out,
+            stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
+    try:
+        await wait_for_line(log, "SIP on", proc)
+        target = f"{LOOPBACK}:{port}"
+        await asyncio.gather(sipp_pin_call(target, tmp_path, "udp", "u1"),
+                             sipp_pin_call(target, tmp_path, "tcp", "t1"))
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    trace = read_trace(capture.read_bytes())
+    calls = trace.invite_calls()
+    assert sorted(c.transport for c in calls) == ["TCP", "UDP"]
+    for call in calls:
+        assert [r.label for r in call.messages if not r.label.startswith("1")] == [
+            "INVITE", "200 INVITE", "ACK", "BYE", "200 BYE"], call.transport
+        assert call.caller[1] != port and call.messages[0].dst == (LOOPBACK, port)
+        assert "".join(d.digit for d in call.digits()) == "2" + PIN + "#"
+        assert len(call.audio_out()) > 50 and len(call.rtp_in) > 50
