@@ -19,15 +19,17 @@ Rooms belong to an account. Without ``--account`` the account ``admin@localhost`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import socket
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bridge.conference.model import Language, Room
 from bridge.conference.numbers import NumberError, normalize_e164, validate_country
@@ -37,9 +39,11 @@ from bridge.media.wavimport import WavImportError, import_announcement
 from bridge.store.base import (
     AccessNumber,
     Account,
+    ApiToken,
     CallRecord,
     DuplicateError,
     NotFoundError,
+    Store,
     StoreError,
 )
 from bridge.store.sqlite import SqliteStore
@@ -58,7 +62,11 @@ __all__ = [
     "RefusedError",
     "RoomRow",
     "add_number",
+    "add_room",
+    "check_number",
+    "create_account",
     "create_room",
+    "create_token",
     "delete_number",
     "delete_room",
     "demo",
@@ -67,11 +75,15 @@ __all__ = [
     "format_duration",
     "format_numbers",
     "format_rooms",
+    "format_tokens",
     "intro_dir",
     "list_numbers",
     "list_rooms",
+    "list_tokens",
     "live_calls",
     "primary_address",
+    "regenerate_pins",
+    "revoke_token",
 ]
 
 EXIT_REFUSED = 1
@@ -232,38 +244,21 @@ def create_room(
     async def work(store: SqliteStore) -> CreatedRoom:
         acct = await _account(store, account)
         generated = pin is None or moderator_pin is None
-        for attempt in range(pin_attempts):
-            part, mod = pin, moderator_pin
-            if generated:
-                drawn = await generate_room_pins(store)
-                fresh = [p for p in drawn if p not in (pin, moderator_pin)]
-                part = part if part is not None else fresh.pop(0)
-                mod = mod if mod is not None else fresh.pop(0)
-            assert part is not None and mod is not None
-            try:
-                room = await store.create_room(
-                    account_id=acct.id,
-                    name=name,
-                    participant_pin=part,
-                    moderator_pin=mod,
-                    max_participants=max_participants,
-                    language=language,
-                )
-            except DuplicateError as exc:
-                if exc.field == "room_name":
-                    raise RefusedError(
-                        f"account {acct.email} already has a room named {name.strip()!r}"
-                    ) from exc
-                retry = exc.field == "pin" and generated and attempt + 1 < pin_attempts
-                if retry and not await _given_pin_taken(store, pin, moderator_pin):
-                    continue  # a generated PIN was taken by a concurrent writer: draw again
-                raise
-            if staged is not None:
-                final = staged.with_name(f"{room.id}.wav")
-                os.replace(staged, final)
-                room = await store.update_room(_with_intro(room, str(final)))
-            return CreatedRoom(room=room, account=acct, generated_pins=generated)
-        raise RefusedError("could not find unused PINs; try again")  # pragma: no cover
+        try:
+            room = await add_room(store, acct, name=name, pin=pin, moderator_pin=moderator_pin,
+                                  max_participants=max_participants, language=language,
+                                  pin_attempts=pin_attempts)
+        except DuplicateError as exc:
+            if exc.field == "room_name":
+                raise RefusedError(
+                    f"account {acct.email} already has a room named {name.strip()!r}"
+                ) from exc
+            raise
+        if staged is not None:
+            final = staged.with_name(f"{room.id}.wav")
+            os.replace(staged, final)
+            room = await store.update_room(_with_intro(room, str(final)))
+        return CreatedRoom(room=room, account=acct, generated_pins=generated)
 
     try:
         return _run(db_path, work)
@@ -272,7 +267,64 @@ def create_room(
             staged.unlink(missing_ok=True)
 
 
-async def _given_pin_taken(store: SqliteStore, *pins: str | None) -> bool:
+async def add_room(
+    store: Store,
+    account: Account,
+    *,
+    name: str,
+    pin: str | None = None,
+    moderator_pin: str | None = None,
+    max_participants: int | None = None,
+    language: Language = Language.EN,
+    pin_attempts: int = 5,
+    **settings: Any,
+) -> Room:
+    """Create a room of ``account``, generating the PINs not given; the CLI and the API share
+    it. The given PINs must have been checked (``check_pin``/``check_pin_pair``). A generated
+    PIN taken meanwhile by another writer is drawn again; otherwise ``DuplicateError``
+    (``field`` room_name or pin) goes to the caller. ``settings``: further ``create_room``
+    keywords (wait_for_moderator, locked, starts_at, ends_at)."""
+    generated = pin is None or moderator_pin is None
+    for attempt in range(pin_attempts):
+        part, mod = pin, moderator_pin
+        if generated:
+            drawn = await generate_room_pins(store)
+            fresh = [p for p in drawn if p not in (pin, moderator_pin)]
+            part = part if part is not None else fresh.pop(0)
+            mod = mod if mod is not None else fresh.pop(0)
+        assert part is not None and mod is not None
+        try:
+            return await store.create_room(
+                account_id=account.id,
+                name=name,
+                participant_pin=part,
+                moderator_pin=mod,
+                max_participants=max_participants,
+                language=language,
+                **settings,
+            )
+        except DuplicateError as exc:
+            retry = exc.field == "pin" and generated and attempt + 1 < pin_attempts
+            if retry and not await _given_pin_taken(store, pin, moderator_pin):
+                continue  # a generated PIN was taken by a concurrent writer: draw again
+            raise
+    raise RefusedError("could not find unused PINs; try again")  # pragma: no cover
+
+
+async def regenerate_pins(store: Store, room: Room, *, attempts: int = 5) -> Room:
+    """Give ``room`` two fresh generated PINs (the old ones stop working at once)."""
+    for attempt in range(attempts):
+        part, mod = await generate_room_pins(store)
+        try:
+            return await store.update_room(
+                dataclasses.replace(room, participant_pin=part, moderator_pin=mod))
+        except DuplicateError as exc:
+            if exc.field != "pin" or attempt + 1 == attempts:
+                raise
+    raise RefusedError("could not find unused PINs; try again")  # pragma: no cover
+
+
+async def _given_pin_taken(store: Store, *pins: str | None) -> bool:
     for pin in pins:
         if pin is not None and await store.pin_in_use(pin):
             return True
@@ -361,13 +413,19 @@ def format_rooms(rows: Sequence[RoomRow]) -> str:
 # --------------------------------------------------------------------------- numbers
 
 
+def check_number(number: str, country: str) -> str:
+    """The country code (upper case) if ``number`` is a valid number of ``country``; else
+    ``NumberError``."""
+    cc = validate_country(country)
+    normalize_e164(number, cc)
+    return cc
+
+
 def _check_number(number: str, country: str) -> str:
     try:
-        cc = validate_country(country)
-        normalize_e164(number, cc)
+        return check_number(number, country)
     except NumberError as exc:
         raise InvalidInputError(str(exc)) from exc
-    return cc
 
 
 def add_number(
@@ -490,6 +548,95 @@ def format_calls(rows: Sequence[CallRow], now: float) -> str:
             for r in rows
         ],
     )
+
+
+# --------------------------------------------------------------------------- accounts, tokens
+
+
+def _valid_email(email: str) -> str:
+    text = email.strip()
+    local, at, domain = text.partition("@")
+    if not at or not local or not domain or " " in text:
+        raise InvalidInputError(f"not an e-mail address: {email!r}")
+    return text
+
+
+def create_account(
+    db_path: Path, email: str, *, admin: bool = False, password: str | None = None,
+    name: str | None = None,
+) -> Account:
+    """Create an account (``password`` hashed with argon2id; None: no password yet)."""
+    wanted = _valid_email(email)
+    if password is not None and len(password) < 8:
+        raise InvalidInputError("a password needs at least 8 characters")
+    from bridge.web.auth import hash_password
+
+    hashed = None if password is None else hash_password(password)
+
+    async def work(store: SqliteStore) -> Account:
+        try:
+            return await store.create_account(
+                name=name or wanted.split("@", 1)[0], email=wanted, password_hash=hashed,
+                is_admin=admin)
+        except DuplicateError as exc:
+            raise RefusedError(f"an account {wanted} exists already") from exc
+
+    return _run(db_path, work)
+
+
+def create_token(db_path: Path, email: str, *, name: str = "cli") -> tuple[ApiToken, str]:
+    """A new API token of the account ``email``: the stored row and the secret (shown once;
+    only its sha256 is stored)."""
+    wanted = _valid_email(email)
+    if not name.strip():
+        raise InvalidInputError("a token needs a name")
+    from bridge.web.auth import hash_token, new_token
+
+    secret = new_token()
+
+    async def work(store: SqliteStore) -> ApiToken:
+        account = await store.find_account_by_email(wanted)
+        if account is None:
+            raise RefusedError(f"no account {wanted} (bridge accounts create {wanted})")
+        return await store.create_api_token(account_id=account.id, name=name.strip(),
+                                            token_hash=hash_token(secret),
+                                            created_at=time.time())
+
+    return _run(db_path, work), secret
+
+
+def revoke_token(db_path: Path, token_id: int) -> None:
+    """Revoke a token: it answers 401 from now on."""
+
+    async def work(store: SqliteStore) -> None:
+        if not await store.revoke_api_token(token_id, time.time()):
+            raise RefusedError(f"no token {token_id} that is not revoked already")
+
+    _run(db_path, work)
+
+
+def list_tokens(db_path: Path, email: str) -> list[ApiToken]:
+    wanted = _valid_email(email)
+
+    async def work(store: SqliteStore) -> list[ApiToken]:
+        account = await store.find_account_by_email(wanted)
+        if account is None:
+            raise RefusedError(f"no account {wanted}")
+        return await store.list_api_tokens(account.id)
+
+    return _run(db_path, work)
+
+
+def format_tokens(tokens: Sequence[ApiToken]) -> str:
+    if not tokens:
+        return "no tokens"
+
+    def when(at: float | None) -> str:
+        return "-" if at is None else datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
+
+    return _table(("ID", "NAME", "CREATED", "LAST USED", "REVOKED"),
+                  [(str(t.id), t.name, when(t.created_at), when(t.last_used_at),
+                    when(t.revoked_at)) for t in tokens])
 
 
 # --------------------------------------------------------------------------- demo

@@ -98,6 +98,33 @@ def _add_admin(sub: argparse._SubParsersAction[_Parser]) -> None:
     calls = sub.add_parser("calls", help="the live legs of the running bridge")
     _add_common(calls)
 
+    accounts = sub.add_parser("accounts", help="accounts of the API and the web area")
+    _add_common(accounts)
+    accounts_sub = accounts.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    accounts_sub.required = True
+    acreate = accounts_sub.add_parser("create", help="create an account")
+    _add_common(acreate)
+    acreate.add_argument("email", metavar="EMAIL")
+    acreate.add_argument("--admin", action="store_true", help="sees and acts on every room")
+    acreate.add_argument("--name", metavar="NAME", help="display name (default: from EMAIL)")
+    acreate.add_argument("--password", action="store_true",
+                         help="ask for a password (read from stdin when not a terminal)")
+
+    tokens = sub.add_parser("tokens", help="API tokens (Authorization: Bearer)")
+    _add_common(tokens)
+    tokens_sub = tokens.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    tokens_sub.required = True
+    tcreate = tokens_sub.add_parser("create", help="create a token; printed once")
+    _add_common(tcreate)
+    tcreate.add_argument("email", metavar="EMAIL")
+    tcreate.add_argument("--name", metavar="NAME", default="cli", help="what the token is for")
+    trevoke = tokens_sub.add_parser("revoke", help="revoke a token")
+    _add_common(trevoke)
+    trevoke.add_argument("token_id", metavar="ID", type=_positive_int)
+    tlist = tokens_sub.add_parser("list", help="the tokens of an account")
+    _add_common(tlist)
+    tlist.add_argument("email", metavar="EMAIL")
+
     demo = sub.add_parser("demo", help="create a demo room and number; print how to dial in")
     _add_common(demo)
     demo.add_argument("--sip-listen", metavar="HOST:PORT", help="as for serve")
@@ -275,6 +302,21 @@ def _admin(args: argparse.Namespace, config: Config) -> None:
         print(f"deleted {admin.delete_number(db, args.number)}")
     elif command == ("calls", None):
         print(admin.format_calls(admin.live_calls(db), time.time()))
+    elif command == ("accounts", "create"):
+        password = _read_password() if args.password else None
+        acct = admin.create_account(db, args.email, admin=args.admin, password=password,
+                                    name=args.name)
+        kind = "admin account" if acct.is_admin else "account"
+        print(f"created {kind} {acct.email} (id {acct.id})")
+    elif command == ("tokens", "create"):
+        token, secret = admin.create_token(db, args.email, name=args.name)
+        print(f"token {token.id} ({token.name}) for {args.email.strip()}; shown only once:")
+        print(secret)
+    elif command == ("tokens", "revoke"):
+        admin.revoke_token(db, args.token_id)
+        print(f"revoked token {args.token_id}")
+    elif command == ("tokens", "list"):
+        print(admin.format_tokens(admin.list_tokens(db, args.email)))
     elif command == ("demo", None):
         result = admin.demo(db)
         target, note = admin.dial_target(config)
@@ -290,6 +332,22 @@ def _admin(args: argparse.Namespace, config: Config) -> None:
             print(f"note: {note}")
     else:  # pragma: no cover
         raise AssertionError(f"unhandled command {command}")
+
+
+def _read_password() -> str:
+    import getpass
+
+    from bridge.admin import InvalidInputError
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise InvalidInputError("the passwords differ")
+        return first
+    line = sys.stdin.readline().rstrip("\n")
+    if not line:
+        raise InvalidInputError("--password: no password on stdin")
+    return line
 
 
 if __name__ == "__main__":  # pragma: no cover

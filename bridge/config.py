@@ -27,8 +27,8 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid."""
 
 
-def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
-    """Parse ``HOST:PORT``, ``HOST``, ``:PORT`` or ``[V6]:PORT``."""
+def parse_hostport(text: str, default_port: int, *, allow_zero: bool = False) -> tuple[str, int]:
+    """Parse ``HOST:PORT``, ``HOST``, ``:PORT`` or ``[V6]:PORT`` (port 0 with ``allow_zero``)."""
     text = text.strip()
     if not text:
         raise ConfigError("empty address")
@@ -46,7 +46,8 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     host = host or "0.0.0.0"
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    low = 0 if allow_zero else 1
+    if not port_text.isdigit() or not low <= int(port_text) < 65536:
         raise ConfigError(f"bad port in {text!r}")
     return host, int(port_text)
 
@@ -149,6 +150,28 @@ class ConferenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The HTTP API (``bridge.web``).
+
+    ``listen``: ``HOST:PORT`` (port 0: an ephemeral port, logged at start; empty: no web
+    server); ``BRIDGE_WEB_LISTEN`` overrides it. ``tls_cert``/``tls_key``: PEM files; both
+    set: HTTPS. ``trusted_proxies``: networks of reverse proxies whose ``X-Forwarded-For``
+    names the client.
+    """
+
+    listen: str = "127.0.0.1:8080"
+    tls_cert: str = ""
+    tls_key: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+
+    def address(self) -> tuple[str, int] | None:
+        """The listen address, or None when the web server is off."""
+        if not self.listen.strip():
+            return None
+        return parse_hostport(self.listen, 8080, allow_zero=True)
+
+
+@dataclass(frozen=True, slots=True)
 class DebugConfig:
     """[debug]: ``capture_path`` writes SIP (and with ``capture_rtp`` RTP) to a pcap,
     rotated when it reaches ``capture_max_bytes`` (0: never)."""
@@ -165,10 +188,12 @@ class Config:
     rtp: RtpConfig = field(default_factory=RtpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     conference: ConferenceConfig = field(default_factory=ConferenceConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     db_path: Path = Path("var/bridge.sqlite3")
     prompts_dir: Path | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # "text" or "json" (one JSON object per line, bridge.logs)
 
     def validate(self) -> Config:
         for net in self.sip.allowed_networks:
@@ -203,6 +228,16 @@ class Config:
             raise ConfigError("media.retry_after: must not be negative")
         if self.media.workers < 0:
             raise ConfigError("media.workers: must be 0 (one process) or positive")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format: expected \"text\" or \"json\", got {self.log_format!r}")
+        self.web.address()
+        for net in self.web.trusted_proxies:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"web.trusted_proxies: {exc}") from None
+        if bool(self.web.tls_cert) != bool(self.web.tls_key):
+            raise ConfigError("web: tls_cert and tls_key go together")
         if self.debug.capture_max_bytes < 0:
             raise ConfigError("debug.capture_max_bytes: must be 0 (no rotation) or positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -212,7 +247,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig, "trunk": TrunkConfig, "rtp": RtpConfig, "media": MediaConfig,
-    "conference": ConferenceConfig, "debug": DebugConfig,
+    "conference": ConferenceConfig, "web": WebConfig, "debug": DebugConfig,
 }
 
 
@@ -283,6 +318,8 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     env = os.environ.copy() if env is None else env
     if env.get("BRIDGE_DB"):
         config = replace(config, db_path=Path(env["BRIDGE_DB"]))
+    if "BRIDGE_WEB_LISTEN" in env:
+        config = replace(config, web=replace(config.web, listen=env["BRIDGE_WEB_LISTEN"]))
     return config
 
 

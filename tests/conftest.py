@@ -13,6 +13,10 @@ from hypothesis import settings
 
 LOOPBACK = "127.0.0.1"
 
+# Every bridge a test starts serves its web API on an ephemeral port, so parallel test
+# bridges never clash on 8080 (a test that wants another address sets it itself).
+os.environ.setdefault("BRIDGE_WEB_LISTEN", "127.0.0.1:0")
+
 # CI runs the property tests on a fixed example sequence (a red CI must mean a changed
 # behaviour, not an unlucky draw); local runs draw afresh each time and keep finding cases.
 settings.register_profile("ci", derandomize=True, print_blob=True)

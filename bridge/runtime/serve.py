@@ -46,6 +46,11 @@ class ProcessHealth:
         self._lag = 0.0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def app(self) -> BridgeApp:
+        """The bridge process (its counters and media feed /metrics)."""
+        return self._app
+
     def media_tick_age(self) -> float:
         last = self._app.media.last_tick_at
         if last is None:

@@ -228,6 +228,7 @@ class WorkerPool:
         self._requests = itertools.count(1)
         self._stats: dict[int, tuple[_Worker, asyncio.Future[WorkerStats]]] = {}
         self._restarts: dict[int, asyncio.TimerHandle] = {}  # by worker index
+        self.restarted = 0  # workers replaced after dying (for /metrics)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.deaths = 0
@@ -461,6 +462,7 @@ class WorkerPool:
         except OSError:
             log.exception("media worker %d could not be restarted", index)
             return
+        self.restarted += 1
         log.info("media worker %d restarted: pid %d", index, replacement.pid)
 
     # -- placement ----------------------------------------------------------------------------

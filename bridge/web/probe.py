@@ -1,0 +1,87 @@
+"""What /healthz and /metrics read from the running bridge.
+
+``health`` (``bridge.service.live.Health``, from the composition root) gives the media clock's
+tick age and the loop's lag. :class:`MetricsSource` gives the counters (read at scrape time)
+and the tick lateness samples since the previous call (the histogram);
+:class:`RuntimeMetrics` is that source over a running ``BridgeApp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["CLOCK_STALLED_AFTER", "BridgeStats", "MetricsSource", "RuntimeMetrics"]
+
+CLOCK_STALLED_AFTER = 1.0  # seconds without a media clock tick: /healthz answers 503
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeStats:
+    """Counters of this bridge process since it started (``legs``: now)."""
+
+    calls_answered: int = 0
+    calls_active: int = 0
+    legs: Mapping[str, int] = field(default_factory=dict)  # per process: main, worker-1..
+    rtp_in: int = 0
+    rtp_out: int = 0
+    rtp_lost: int = 0
+    admission_refusals: int = 0
+    worker_restarts: int = 0
+
+
+class MetricsSource(Protocol):
+    def stats(self) -> BridgeStats: ...
+
+    def drain_lateness(self) -> Sequence[float]:
+        """Tick lateness samples (seconds) of the main media clock since the previous call."""
+        ...
+
+
+class RuntimeMetrics:
+    """:class:`MetricsSource` over a running ``bridge.runtime.app.BridgeApp``.
+
+    RTP figures are the main process's (the media workers report theirs on request only);
+    lost packets are those of the legs present now (RFC 3550 cumulative loss per source).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._ticks_seen = int(app.media.ticks)
+
+    def stats(self) -> BridgeStats:
+        app = self.app
+        media = app.media
+        engine = media.engine
+        legs = {"main": len(engine)}
+        pool = getattr(app, "pool", None)
+        restarts = 0
+        if pool is not None:
+            for index, count in enumerate(pool.loads(), start=1):
+                legs[f"worker-{index}"] = count
+            restarts = int(getattr(pool, "restarted", 0))
+        lost = 0
+        for leg_id in list(getattr(engine, "_legs", {})):
+            received = engine.session(leg_id).receiver_stats
+            if received is not None:
+                lost += max(0, int(received.lost))
+        counters = app.counters
+        return BridgeStats(
+            calls_answered=counters.calls_answered,
+            calls_active=len(app.legs),
+            legs=legs,
+            rtp_in=int(media.io.received),
+            rtp_out=int(engine.counters.packets_sent),
+            rtp_lost=lost,
+            admission_refusals=counters.calls_refused_overload,
+            worker_restarts=restarts,
+        )
+
+    def drain_lateness(self) -> Sequence[float]:
+        media = self.app.media
+        fresh = int(media.ticks) - self._ticks_seen
+        self._ticks_seen = int(media.ticks)
+        if fresh <= 0:
+            return []
+        return [float(x) for x in media.recent_lateness(fresh)]
