@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from bridge import __version__
 from bridge.config import Config, ConfigError, load_config, with_overrides
+from bridge.replay.cli import add_parser as add_replay_parser
 
 EXIT_USAGE = 2
 LANGUAGES = ("de", "en", "fr")
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the SIP traffic to a pcap ([debug] capture_path)")
     _add_admin(sub)
     _add_bench(sub)
+    add_replay_parser(sub)
     return parser
 
 
@@ -230,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "replay":
+            from bridge.replay.player import main as replay_main
+
+            return replay_main(args)
         config = _config_from(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)

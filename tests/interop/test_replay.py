@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +13,15 @@ from bridge.replay.trace import read_trace
 from tests.conftest import LOOPBACK, free_port, require_binary, rtp_port_block
 from tests.interop.pcapgen import CallStream, digits_at, write_stream_pcap
 from tests.interop.peers import run_sipp
-from tests.interop.test_conference_e2e import NUMBER, prepare_store, wait_for_line
+from tests.interop.test_conference_e2e import (  # noqa: F401 (the dialin fixture)
+    NUMBER,
+    Dialin,
+    closed_records,
+    dialin,
+    prepare_store,
+    until,
+    wait_for_line,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PIN = "583902"
@@ -67,3 +76,40 @@ async def test_serve_with_capture_records_real_udp_and_tcp_calls(tmp_path: Path)
         assert call.caller[1] != port and call.messages[0].dst == (LOOPBACK, port)
         assert "".join(d.digit for d in call.digits()) == "2" + PIN + "#"
         assert len(call.audio_out()) > 50 and len(call.rtp_in) > 50
+
+
+# -- replaying the checked-in traces against a fresh bridge -----------------------------------
+
+TRACES = ROOT / "tests" / "data" / "traces"
+
+
+async def replay_cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "replay", *args, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_checked_in_udp_and_tcp_traces_replay_like_the_trace(
+        dialin: Dialin, tmp_path: Path) -> None:  # noqa: F811 (the fixture)
+    room = await dialin.room("Trace", PIN, "902716")
+    report = tmp_path / "report.json"
+    wavs = tmp_path / "wavs"
+    (code, out, err), (code_tcp, out_tcp, err_tcp) = await asyncio.gather(
+        replay_cli(str(TRACES / "sipp_udp.pcap"), "--target", dialin.target,
+                   "--json", str(report), "--wav-dir", str(wavs)),
+        replay_cli(str(TRACES / "sipp_tcp.pcap"), "--target", dialin.target))
+    assert code == 0, out + err
+    assert code_tcp == 0, out_tcp + err_tcp
+    assert "1 of 1 calls behaved like the trace" in out_tcp
+    [call] = json.loads(report.read_text())["calls"]
+    assert call["verdict"] == "same" and call["transport"] == "UDP"
+    assert call["statuses"] == ["200 INVITE", "200 BYE"] == call["trace_statuses"]
+    assert "".join(d["digit"] for d in call["digits_sent"]) == "2" + PIN + "#"
+    assert call["audio_received"]["seconds"] > 3 and not call["audio_received"]["silent"]
+    assert Path(call["audio_received"]["wav"]).stat().st_size > 40000
+    # both replayed callers got into the room with the trace's PIN (a record per joined leg)
+    records = await until(lambda: closed_records(dialin, room, 2), "two closed records", 5)
+    assert len(records) == 2 and all("+498900000440" in r.caller for r in records)

@@ -6,8 +6,9 @@ Run from the repository root (root needed: SIPp plays RTP from a raw socket)::
 
 Each trace is one SIPp conference caller (tests/data/sipp/conf_caller.xml) dialling the access
 number, typing the language key and the PIN ``583902#`` as RFC 4733 events (PT 101) over its
-440 Hz tone, holding 3 s and hanging up; SIP over UDP (``sipp_udp.pcap``) and TCP
-(``sipp_tcp.pcap``); the bridge captured SIP and RTP (``capture_rtp = true``).
+440 Hz tone, holding 8 s (it is in the room after about 5 s) and hanging up; SIP over UDP
+(``sipp_udp.pcap``) and TCP (``sipp_tcp.pcap``); the bridge captured SIP and RTP
+(``capture_rtp = true``).
 """
 
 from __future__ import annotations
@@ -40,22 +41,25 @@ async def record(transport: str, out: Path) -> None:
             debug=dataclasses.replace(config.debug, capture_path=str(tmp / "bridge.pcap"),
                                       capture_rtp=True))
         store, account = await prepare_store(config.db_path)
-        await store.create_room(account_id=account.id, name="Trace", participant_pin=PIN,
+        room = await store.create_room(account_id=account.id, name="Trace", participant_pin=PIN,
                                 moderator_pin="902716")
         controller = ConferenceController(store, ControllerConfig(node_id="trace"))
         app = BridgeApp(config, controller)
         await app.start()
         try:
-            stream = CallStream(seconds=6.0, tone_hz=440.0,
+            stream = CallStream(seconds=10.0, tone_hz=440.0,
                                 digits=digits_at("2", 1.5) + digits_at(PIN + "#", 2.0),
                                 ssrc=0x5EED01B8)
             await asyncio.to_thread(write_stream_pcap, tmp / "call.pcap", stream)
             result = await run_sipp(
                 "conf_caller.xml", f"{LOOPBACK}:{app.local[1]}", tmp=tmp, service=NUMBER,
                 transport=transport, keys={"te_pt": "101", "caller": "+498900000440"},
-                pause_ms=5000, media_port=free_port(even=True, span=4), timeout=30)
+                pause_ms=8000, media_port=free_port(even=True, span=4), timeout=30)
             if result.returncode != 0:
                 sys.exit(f"SIPp failed ({result.returncode}):\n{result.stdout}{result.logs}")
+            await asyncio.sleep(0.5)
+            if not await store.call_history(room_id=room.id):
+                sys.exit("the caller did not get into the room")
         finally:
             await app.stop()
             await controller.drain()
