@@ -145,9 +145,85 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--capture", metavar="PATH.pcap",
                        help="write the SIP traffic to a pcap ([debug] capture_path)")
     _add_admin(sub)
+    _add_conferences(sub)
     _add_bench(sub)
     add_replay_parser(sub)
     return parser
+
+
+def _add_conferences(sub: argparse._SubParsersAction[_Parser]) -> None:
+    conferences = sub.add_parser("conferences", help="live conferences of the running bridge "
+                                                     "(through its API)")
+    conf_sub = conferences.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    conf_sub.required = True
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--url", metavar="URL", help="the bridge's web address "
+                            "(default: BRIDGE_URL, else http://127.0.0.1:8080)")
+        parser.add_argument("--token", metavar="TOKEN", help="API token (default: BRIDGE_TOKEN)")
+
+    common(conf_sub.add_parser("list", help="the live conferences"))
+    for action, what in (("show", "one conference and its participants"),
+                         ("lock", "lock a conference"), ("unlock", "unlock a conference"),
+                         ("end", "end a conference for everyone")):
+        parser = conf_sub.add_parser(action, help=what)
+        common(parser)
+        parser.add_argument("room", metavar="ROOM", help="room id or name")
+    mute = conf_sub.add_parser("mute", help="mute a participant (or everyone with --all)")
+    common(mute)
+    mute.add_argument("room", metavar="ROOM")
+    mute.add_argument("participant", metavar="PARTICIPANT", nargs="?",
+                      help="participant id or caller")
+    mute.add_argument("--all", action="store_true", help="every participant")
+    mute.add_argument("--off", action="store_true", help="unmute instead")
+    kick = conf_sub.add_parser("kick", help="remove a participant")
+    common(kick)
+    kick.add_argument("room", metavar="ROOM")
+    kick.add_argument("participant", metavar="PARTICIPANT", help="participant id or caller")
+    kick.add_argument("--silent", action="store_true",
+                      help='without the "you have been removed" prompt')
+
+
+def _conferences(args: argparse.Namespace) -> int:
+    """``bridge conferences ...`` through the HTTP API."""
+    from bridge.web.client import ApiError, ConferenceClient, format_conference, format_conferences
+
+    url = args.url or os.environ.get("BRIDGE_URL") or "http://127.0.0.1:8080"
+    token = args.token or os.environ.get("BRIDGE_TOKEN")
+    if not token:
+        raise UsageError("bridge conferences: no token (--token or BRIDGE_TOKEN)")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"bridge conferences: --url must be http(s)://HOST:PORT, got {url!r}")
+    if args.action == "mute" and bool(args.all) == bool(args.participant):
+        raise UsageError("bridge conferences mute: give a PARTICIPANT or --all")
+    client = ConferenceClient(url, token)
+    try:
+        if args.action == "list":
+            print(format_conferences(client.call("GET", "/conferences")["conferences"]))
+            return 0
+        room = client.room_id(args.room)
+        if args.action == "show":
+            print(format_conference(client.call("GET", f"/conferences/{room}")))
+        elif args.action in ("lock", "unlock", "end"):
+            client.call("POST", f"/conferences/{room}/{args.action}")
+            print(f"{args.action}: done")
+        elif args.action == "mute" and args.all:
+            client.call("POST", f"/conferences/{room}/{'unmute-all' if args.off else 'mute-all'}")
+            print("unmuted everyone" if args.off else "muted everyone but the moderators")
+        else:
+            leg = client.participant(room, args.participant)
+            if args.action == "mute":
+                client.call("POST", f"/conferences/{room}/participants/{leg}/"
+                                    f"{'unmute' if args.off else 'mute'}")
+                print(f"{'unmuted' if args.off else 'muted'} {leg}")
+            else:
+                client.call("POST", f"/conferences/{room}/participants/{leg}/kick",
+                            {"announce": not args.silent})
+                print(f"kicked {leg}")
+    except ApiError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -232,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "conferences":
+            return _conferences(args)
         if args.command == "replay":
             from bridge.replay.player import main as replay_main
 

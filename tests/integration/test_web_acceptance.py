@@ -39,7 +39,7 @@ from tests.integration.confclient import Addr, Phone, PhoneCall, until
 from tests.integration.test_conference_dialin import NUMBER, PINS, eventually
 from tests.integration.test_conference_dialin import short_prompts as _short_prompts
 from tests.integration.test_media_workers import Heard, stream_tone
-from tests.integration.webclient import Api, check_schema
+from tests.integration.webclient import Api, acli, check_schema
 from tests.interop.audio import tone_levels
 
 short_prompts = _short_prompts
@@ -291,6 +291,30 @@ async def test_access_is_scoped_to_the_token(web: Web) -> None:
     assert (await other.get("/api/v1/conferences")).body == {"conferences": []}
     assert (await api.as_token(None).get(f"/api/v1/conferences/{room}")).status == 401
     assert (await api.as_token(web.tokens["revoked"]).get("/api/v1/conferences")).status == 401
+
+    # the CLI on the running bridge
+    base = ("--url", web.url, "--token", web.tokens["acme"])
+    code, out, err = await acli("conferences", "list", *base)
+    assert code == 0 and "r1" in out, err
+    code, out, err = await acli("conferences", "show", "r1", *base)
+    assert code == 0 and MODERATOR in out and "moderator" in out, err
+    code, out, err = await acli("conferences", "mute", "r1", MODERATOR, *base)
+    assert code == 0, err
+    assert _caller_leg((await api.get(f"/api/v1/conferences/{room}")).body, MODERATOR)["muted"]
+    assert (await acli("conferences", "lock", "r1", *base))[0] == 0
+    assert (await api.get(f"/api/v1/conferences/{room}")).body["locked"] is True
+    code, _, err = await acli("conferences", "show", str(room), "--url", web.url,
+                              "--token", web.tokens["other"])
+    assert code == 1 and err.count("\n") == 1 and "404" in err
+    code, _, err = await acli("conferences", "show", "r1", "--url", web.url,
+                              "--token", web.tokens["revoked"])
+    assert code == 1 and "401" in err
+    code, _, err = await acli("conferences", "mute", "r1", "--url", web.url)
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = await acli("conferences", "kick", *base)
+    assert code == 2 and err.count("\n") == 1
+    assert (await acli("conferences", "end", "r1", *base))[0] == 0
+
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await api.session.ws_connect(f"{web.url}/api/v1/events")
     assert refused.value.status == 401

@@ -127,3 +127,17 @@ def check_schema(reply: Reply, path: str, method: str) -> None:
         return
     root = {**schema, "components": DOCUMENT["components"]}
     jsonschema.Draft202012Validator(root).validate(reply.body)
+
+
+async def acli(*argv: str) -> tuple[int, str, str]:
+    """``bridge ARGV`` in a thread while this loop keeps serving (for commands that talk to
+    a server on this loop)."""
+    import asyncio
+
+    def run() -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        return code, out.getvalue(), err.getvalue()
+
+    return await asyncio.to_thread(run)
