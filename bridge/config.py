@@ -82,6 +82,18 @@ class SipConfig:
     auth_realm: str = "bridge"
     auth_users: tuple[tuple[str, str], ...] = ()
     session_expires: int = 1800
+    # Fair intake (bridge.sip.intake): sources ahead of everyone, with limits of their own
+    # (the trunks; the capacity benchmark's load generator). Limits per source address for
+    # everyone else: new requests per second and burst, in-dialog messages per second, 503s
+    # per second beyond the limit (then silence), the 503's Retry-After, the log interval.
+    trunk_networks: tuple[str, ...] = ()
+    intake_rate: float = 20.0
+    intake_burst: int = 60
+    intake_dialog_rate: float = 200.0
+    intake_refusal_rate: float = 5.0
+    intake_trunk_rate: float = 2000.0
+    intake_retry_after: int = 10
+    intake_log_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +218,19 @@ class Config:
                 ipaddress.ip_network(net, strict=False)
             except ValueError as exc:
                 raise ConfigError(f"conference.trusted_networks: {exc}") from None
+        for net in self.sip.trunk_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"sip.trunk_networks: {exc}") from None
+        sip = self.sip
+        if min(sip.intake_rate, sip.intake_dialog_rate, sip.intake_trunk_rate) <= 0:
+            raise ConfigError("sip.intake_*_rate: must be positive")
+        if sip.intake_burst < 1 or sip.intake_refusal_rate < 0 or sip.intake_retry_after < 0:
+            raise ConfigError("sip.intake_burst must be positive; refusal rate and "
+                              "retry_after must not be negative")
+        if sip.intake_log_interval <= 0:
+            raise ConfigError("sip.intake_log_interval: must be positive")
         country = self.conference.default_country
         if country and (len(country) != 2 or not country.isalpha()):
             raise ConfigError(f"conference.default_country: {country!r} is not ISO 3166 alpha-2")

@@ -123,9 +123,13 @@ def room_pins(index: int) -> tuple[str, str]:
 
 
 def bridge_config(config: BridgeWorkerConfig, db_path: Path) -> Config:
-    """The :class:`Config` the worker's bridge runs with (UDP only, no auth, 127.0.0.0/8)."""
+    """The :class:`Config` the worker's bridge runs with (UDP only, no auth, 127.0.0.0/8; the
+    load generator is a trunk to the fair intake: it places hundreds of calls per second from
+    one address)."""
     return Config(
-        sip=SipConfig(listen_host=config.host, listen_port=config.sip_port, transports=("udp",)),
+        sip=SipConfig(listen_host=config.host, listen_port=config.sip_port, transports=("udp",),
+                      trunk_networks=(f"{config.host}/32" if ":" not in config.host
+                                      else f"{config.host}/128",)),
         rtp=RtpConfig(bind_host=config.host, port_low=config.rtp_low, port_high=config.rtp_high),
         media=MediaConfig(max_participants=config.max_participants,
                           max_lateness_p99_ms=config.max_lateness_p99_ms,

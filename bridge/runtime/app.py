@@ -53,6 +53,7 @@ from bridge.sip.events import (
     ReinviteReceived,
     RemoteSdpChanged,
 )
+from bridge.sip.intake import IntakeLimits, Peek, SipIntake, Verdict, peek, peek_message
 from bridge.sip.message import SipMessage, SipRequest
 from bridge.sip.uri import SipUri
 
@@ -122,7 +123,21 @@ class BridgeApp:
         self.controller: CallController = controller or DirectRoomController()
         self.counters = AppCounters()
         self.legs: dict[str, Leg] = {}
-        self.transport = SipTransport(self._deliver)
+        sip = config.sip
+        self._trunks = [ipaddress.ip_network(n, strict=False) for n in sip.trunk_networks]
+        self.intake = SipIntake(
+            IntakeLimits(rate=sip.intake_rate, burst=sip.intake_burst,
+                         dialog_rate=sip.intake_dialog_rate,
+                         dialog_burst=max(1, int(sip.intake_dialog_rate * 2)),
+                         refusal_rate=sip.intake_refusal_rate,
+                         refusal_burst=int(sip.intake_refusal_rate * 2),
+                         trunk_rate=sip.intake_trunk_rate,
+                         trunk_burst=max(1, int(sip.intake_trunk_rate * 2)),
+                         log_interval=sip.intake_log_interval),
+            is_trunk=self._is_trunk,
+        )
+        self._retry_after = (("Retry-After", str(sip.intake_retry_after)),)
+        self.transport = SipTransport(self._deliver, is_priority=self._is_trunk)
         workers = config.media.workers
         self.media = MediaRuntime(
             bind_host=config.rtp.bind_host,
@@ -237,9 +252,36 @@ class BridgeApp:
 
     # -- SIP plumbing ---------------------------------------------------------------------------
 
+    def _is_trunk(self, host: str) -> bool:
+        if not self._trunks:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self._trunks)
+
     def _deliver(self, data: bytes | SipMessage, addr: Addr, transport: str) -> None:
         assert self._loop is not None and self.endpoint is not None
         now = self._loop.time()
+        summary: Peek = peek(data) if isinstance(data, bytes) else peek_message(data)
+        known = summary.call_id is not None and self.endpoint.knows_call_id(summary.call_id)
+        verdict = self.intake.admit(addr[0], summary, known, now)
+        for report in self.intake.reports(now):
+            log.warning("%s", report)
+        blocked = self.intake.blocked(now)
+        if blocked is not None:
+            if blocked - self.transport.blocked:
+                log.warning("SIP intake: blocking %s for %.0f s (flooding)",
+                            ", ".join(sorted(blocked - self.transport.blocked)),
+                            self.intake.limits.block_seconds)
+            self.transport.block(blocked)
+        if verdict is Verdict.DROP:
+            return
+        if verdict is Verdict.REFUSE:
+            self.endpoint.refuse(data, addr, transport, 503, self._retry_after)
+            self._pump()
+            return
         if isinstance(data, bytes):
             self.endpoint.receive(data, addr, transport, now)
         else:
@@ -587,4 +629,3 @@ class BridgeApp:
             if call in self.legs:
                 log.warning("call %s: its media worker died; hanging up", call)
                 self.hangup(call)
-

@@ -151,7 +151,7 @@ async def _main(config: Config, start_web: StartWeb) -> int:
             host, port = await app.start()
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", config.sip.listen_host,
-                      config.sip.listen_port, exc.strerror)
+                      config.sip.listen_port, exc.strerror or exc)
             return 1
         health = ProcessHealth(app)
         health.start()

@@ -3,14 +3,26 @@
 Datagrams and framed TCP messages go up to one callback; bytes come down through ``send``.
 A response or request to a TCP peer goes over the connection that peer opened; when there is
 none (dial-out over TCP), one is opened and the message queued until it connects.
+
+Fair queue (issue 14): what arrives is queued per source address, not handed up at once. One
+turn of the event loop hands up at most ``QUANTUM`` messages of each source (trunk sources
+first) and ``TURN_BUDGET`` in all, then yields, so the media clock and the other sources keep
+their share however fast one source sends. A source's queue holds ``QUEUE_LIMIT`` messages:
+beyond it UDP datagrams are dropped (counted in ``queue_drops``) and a TCP connection stops
+being read until its queue has drained (TCP must not lose messages).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import ipaddress
 import logging
 import socket
+import struct
+import sys
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -26,6 +38,16 @@ Deliver = Callable[[bytes | SipMessage, Addr, str], None]
 Tap = Callable[[Addr, Addr, str, bytes], None]
 
 MAX_TCP_CONNECTIONS = 1024
+QUANTUM = 4  # messages of one source handed up per turn
+TURN_BUDGET = 32  # messages handed up per turn in all
+QUEUE_LIMIT = 64  # queued messages per source (trunk sources: 16 times as many)
+UDP_READS_PER_WAKEUP = 256
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+MAX_DATAGRAM = 65535
+SKF_NET_OFF = 0xFFF00000  # classic BPF: offsets from the network header (-0x100000)
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux values; Python lacks them
+SO_DETACH_FILTER = getattr(socket, "SO_DETACH_FILTER", 27)
+BPF_MAX_BLOCKED = 250  # sources one filter holds (a BPF program has at most 4096 insns)
 
 
 def _is_ip(host: str) -> bool:
@@ -36,17 +58,104 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: SipTransport) -> None:
+class _UdpSocket:
+    """The SIP UDP socket, read by a reader callback that takes up to ``UDP_READS_PER_WAKEUP``
+    datagrams per wake-up (asyncio's datagram transport takes one per turn of the loop, so a
+    flood would fill the kernel buffer and push out everyone else's datagrams)."""
+
+    def __init__(self, owner: SipTransport, sock: socket.socket) -> None:
         self.owner = owner
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._read_ready)
+        self.received = 0
+        self._filter: ctypes.Array[ctypes.c_char] | None = None
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.owner.capture_in(data, (str(addr[0]), int(addr[1])), self.owner.local, "UDP")
-        self.owner.deliver(data, (str(addr[0]), int(addr[1])), "UDP")
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock.getsockname() if name == "sockname" else None
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and friends: the transaction layer times out on its own.
-        log.debug("UDP error: %s", exc)
+    def _read_ready(self) -> None:
+        owner = self.owner
+        recvfrom, enqueue = self.sock.recvfrom, owner.enqueue
+        for _ in range(UDP_READS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors and friends: transactions time out
+                log.debug("UDP error: %s", exc)
+                return
+            self.received += 1
+            source = (str(addr[0]), int(addr[1]))
+            if owner.tap is not None:
+                owner.capture_in(data, source, owner.local, "UDP")
+            enqueue(data, source, "UDP", None)
+
+    def sendto(self, data: bytes, addr: Addr) -> None:
+        self.sock.sendto(data, addr)
+
+    def block(self, hosts: frozenset[str]) -> bool:
+        """Drop datagrams from ``hosts`` in the kernel (a classic BPF socket filter on the
+        IPv4 source address), so a flood costs this process nothing and cannot fill the
+        socket's buffer; an empty set removes the filter. False when it cannot be done here
+        (not Linux, an IPv6 socket): the intake's drops still apply."""
+        if self.sock.family != socket.AF_INET or not sys.platform.startswith("linux"):
+            return False
+        addresses = sorted({int(ipaddress.IPv4Address(h)) for h in hosts if _is_ipv4(h)})
+        if not addresses:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+            return True
+        addresses = addresses[:BPF_MAX_BLOCKED]
+        n = len(addresses)
+        # ld [net + 12]; jeq #a0, drop; ...; ret #-1 (accept); drop: ret #0
+        program = [(0x20, 0, 0, SKF_NET_OFF + 12)]
+        for i, address in enumerate(addresses):
+            program.append((0x15, n - i, 0, address))  # jt: skip to the drop instruction
+        program += [(0x06, 0, 0, 0xFFFFFFFF), (0x06, 0, 0, 0)]
+        code = b"".join(struct.pack("HBBI", *ins) for ins in program)
+        self._filter = ctypes.create_string_buffer(code)  # kept alive while attached
+        fprog = struct.pack("HL", len(program), ctypes.addressof(self._filter))
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        except OSError as exc:
+            log.warning("cannot filter SIP sources in the kernel: %s", exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        # Room for bursts (the kernel caps SO_RCVBUF at net.core.rmem_max; root may exceed it).
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_RECEIVE_BUFFER)
+                break
+            except OSError:
+                continue
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -91,19 +200,38 @@ class _TcpProtocol(asyncio.Protocol):
             self.transport.write(b"\r\n")
             self.framer.pings = 0
         for message in messages:
-            self.owner.deliver(message, self.peer, "TCP")
+            self.owner.enqueue(message, self.peer, "TCP", self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None and self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
 
 
+class _SourceQueue:
+    __slots__ = ("items", "limit", "paused", "priority")
+
+    def __init__(self, priority: bool) -> None:
+        self.items: deque[tuple[bytes | SipMessage, Addr, str]] = deque()
+        self.priority = priority
+        self.limit = QUEUE_LIMIT * (16 if priority else 1)
+        self.paused: list[_TcpProtocol] = []  # TCP connections not read while this is full
+
+
 class SipTransport:
     """UDP and TCP listeners on one address."""
 
-    def __init__(self, deliver: Deliver) -> None:
+    def __init__(self, deliver: Deliver,
+                 is_priority: Callable[[str], bool] = lambda _host: False) -> None:
         self.deliver = deliver
-        self.udp: asyncio.DatagramTransport | None = None
+        self.is_priority = is_priority
+        self._queues: dict[str, _SourceQueue] = {}  # source host -> what waits
+        self._ring: deque[str] = deque()  # sources with queued messages, in turn order
+        self._priority_ring: deque[str] = deque()
+        self._drain_scheduled = False
+        self.queue_drops = 0  # UDP datagrams dropped because their source's queue was full
+        self.blocked: frozenset[str] = frozenset()  # sources dropped in the kernel (floods)
+        self.turns = 0
+        self.udp: _UdpSocket | None = None
         self.tcp_server: asyncio.Server | None = None
         self.connections: dict[Addr, _TcpProtocol] = {}
         self.bad_streams = 0
@@ -113,16 +241,90 @@ class SipTransport:
         self.local: Addr = ("0.0.0.0", 0)
         self.tap: Tap | None = None  # capture hook: every payload, both directions
 
+    # -- the fair queue -----------------------------------------------------------------------
+
+    def enqueue(self, data: bytes | SipMessage, addr: Addr, transport: str,
+                conn: _TcpProtocol | None) -> None:
+        host = addr[0]
+        queue = self._queues.get(host)
+        if queue is None:
+            queue = self._queues[host] = _SourceQueue(self.is_priority(host))
+        items = queue.items
+        if len(items) >= queue.limit:
+            if conn is None:
+                self.queue_drops += 1
+                return
+            # TCP: keep the message, stop reading this connection until the queue drains.
+            if conn not in queue.paused and conn.transport is not None:
+                conn.transport.pause_reading()
+                queue.paused.append(conn)
+        if not items:
+            (self._priority_ring if queue.priority else self._ring).append(host)
+        items.append((data, addr, transport))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    @property
+    def queued(self) -> int:
+        return sum(len(q.items) for q in self._queues.values())
+
+    def _drain(self) -> None:
+        """One turn: up to QUANTUM messages per source (trunks first), TURN_BUDGET in all."""
+        self._drain_scheduled = False
+        self.turns += 1
+        budget = TURN_BUDGET
+        for ring in (self._priority_ring, self._ring):
+            rounds = len(ring)
+            while ring and budget > 0 and rounds > 0:
+                rounds -= 1
+                host = ring.popleft()
+                queue = self._queues[host]
+                take = min(QUANTUM, budget)
+                while take > 0 and queue.items:  # (a block may empty the queue meanwhile)
+                    take -= 1
+                    budget -= 1
+                    data, addr, transport = queue.items.popleft()
+                    try:
+                        self.deliver(data, addr, transport)
+                    except Exception:  # one message's handler failed: the others go on
+                        log.exception("handling a SIP message from %s failed", addr)
+                if queue.items:
+                    ring.append(host)
+                else:
+                    del self._queues[host]
+                if queue.paused and len(queue.items) < queue.limit // 2:
+                    for conn in queue.paused:
+                        if conn.transport is not None and not conn.transport.is_closing():
+                            conn.transport.resume_reading()
+                    queue.paused.clear()
+        if (self._ring or self._priority_ring) and not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def block(self, hosts: frozenset[str]) -> None:
+        """Drop UDP datagrams from ``hosts`` before they are read (see ``_UdpSocket.block``);
+        their queued messages go too."""
+        for host in hosts:
+            queue = self._queues.get(host)
+            if queue is not None:
+                kept = deque(item for item in queue.items if item[2] != "UDP")
+                self.queue_drops += len(queue.items) - len(kept)
+                queue.items = kept
+        self.blocked = hosts
+        if self.udp is not None:
+            self.udp.block(hosts)
+
     async def start(self, host: str, port: int, transports: tuple[str, ...]) -> Addr:
         """Bind; with port 0 the OS picks one port, used for both UDP and TCP."""
         loop = asyncio.get_running_loop()
         if "udp" in transports:
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port)
-            )
-            self.udp = udp
-            sock = udp.get_extra_info("sockname")
-            port = int(sock[1])
+            bind_host = host
+            if not _is_ip(host):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                bind_host = str(infos[0][4][0])
+            self.udp = _UdpSocket(self, _udp_socket(bind_host, port))
+            port = int(self.udp.get_extra_info("sockname")[1])
         if "tcp" in transports:
             self.tcp_server = await loop.create_server(
                 lambda: _TcpProtocol(self), host, port, reuse_address=True
@@ -203,6 +405,9 @@ class SipTransport:
         self._spawn(connect())
 
     async def close(self) -> None:
+        self._queues.clear()
+        self._ring.clear()
+        self._priority_ring.clear()
         for task in list(self._tasks):
             task.cancel()
         if self.udp is not None:

@@ -24,7 +24,7 @@ the peer is the refresher and no refresh arrived ``min(32, interval/3)`` before 
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -390,6 +390,7 @@ class SipEndpoint:
         self._client: dict[TransactionKey, _ClientEntry] = {}
         self._server: dict[TransactionKey, _ServerEntry] = {}
         self._calls: dict[str, _Call] = {}
+        self._call_ids: Counter[str] = Counter()  # Call-IDs of self._calls (the intake asks)
         self._by_dialog: dict[DialogId, _Call] = {}
         self._registrations: dict[str, _Registration] = {}
         self._verifier: DigestVerifier | None = None
@@ -615,7 +616,7 @@ class SipEndpoint:
             call.digest = DigestClient(
                 credentials.username, credentials.password, cnonce_factory=self._token
             )
-        self._calls[tag] = call
+        self._add_call(call)
         self._start_client(request, dest, transport, _Purpose.INVITE, owner=tag, now=now)
         return tag
 
@@ -712,6 +713,29 @@ class SipEndpoint:
 
     def active_calls(self) -> list[str]:
         return [h for h, c in self._calls.items() if c.state is not CallState.ENDED]
+
+    def knows_call_id(self, call_id: str) -> bool:
+        """Whether a message with this Call-ID belongs to a call (any state) or registration
+        of ours: the intake puts such messages ahead of new work (``bridge.sip.intake``)."""
+        if self._call_ids[call_id] > 0:
+            return True
+        return any(reg.call_id == call_id for reg in self._registrations.values())
+
+    def refuse(self, data: bytes | SipRequest | SipResponse, addr: Addr, transport: str,
+               status: int, headers: tuple[tuple[str, str], ...] = ()) -> bool:
+        """Answer a request with ``status`` without creating a transaction (the intake's 503
+        for a source over its limit). Responses, ACKs and unparsable bytes get nothing."""
+        try:
+            message = parse_message(data) if isinstance(data, bytes) else data
+            if not isinstance(message, SipRequest) or message.method == "ACK":
+                return False
+            self._annotate_via(message, addr)
+            response = self._response(message, status, extra=list(headers))
+            self._send(response.to_bytes(), self._response_dest(message, addr, transport),
+                       transport)
+        except SipParseError:
+            return False
+        return True
 
     # =========================================================================================
     # Requests in
@@ -873,7 +897,7 @@ class SipEndpoint:
             session=session,
             peer_allows_update=_allows(request, "UPDATE"),
         )
-        self._calls[handle] = call
+        self._add_call(call)
         self._by_dialog[dialog.id] = call
         if (entry := self._server.get(key)) is not None:
             entry.call = handle
@@ -1593,7 +1617,7 @@ class SipEndpoint:
         self._send_bye(ghost, now)
         ghost.state = CallState.ENDED
         ghost.purge_at = now + self.timers.timer_b
-        self._calls[ghost.handle] = ghost
+        self._add_call(ghost)
 
     def _send_to_dialog(self, call: _Call, request: SipRequest) -> None:
         dest, transport = self._dialog_dest(call)
@@ -1766,7 +1790,7 @@ class SipEndpoint:
             if call.state is not CallState.ENDED:
                 self._move(call, CallInput.END)
                 self._end(call, "failed", 408, now)
-            self._calls.pop(call.handle, None)
+            self._drop_call(call)
             if call.dialog is not None and self._by_dialog.get(call.dialog.id) is call:
                 del self._by_dialog[call.dialog.id]
 
@@ -1791,6 +1815,21 @@ class SipEndpoint:
         call.pending_2xx = None
         if call.purge_at is None or call.purge_at > now + self.timers.timer_b:
             call.purge_at = now + self.timers.timer_b
+
+    def _add_call(self, call: _Call) -> None:
+        old = self._calls.get(call.handle)
+        if old is not None:
+            self._drop_call(old)
+        self._calls[call.handle] = call
+        self._call_ids[call.invite.call_id] += 1
+
+    def _drop_call(self, call: _Call) -> None:
+        if self._calls.get(call.handle) is call:
+            del self._calls[call.handle]
+            cid = call.invite.call_id
+            self._call_ids[cid] -= 1
+            if self._call_ids[cid] <= 0:
+                del self._call_ids[cid]
 
     def _uas_call(self, handle: str) -> _Call | None:
         call = self._calls.get(handle)

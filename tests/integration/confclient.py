@@ -177,7 +177,10 @@ class Phone:
             case _:
                 pass
 
-    async def dial(self, number: str, caller: str = "+4915112345678") -> PhoneCall:
+    async def dial(self, number: str, caller: str = "+4915112345678", *,
+                   rtp_port: int | None = None) -> PhoneCall:
+        """Call ``number``; ``rtp_port``: offer that port (a socket of the test's own) instead
+        of the call's RTP transport."""
         loop = asyncio.get_running_loop()
         holder: list[PhoneCall] = []
 
@@ -186,7 +189,7 @@ class Phone:
                 holder[0].packets_received += 1
 
         rtp, _ = await loop.create_datagram_endpoint(lambda: _Udp(on_rtp), local_addr=(HOST, 0))
-        port = int(rtp.get_extra_info("sockname")[1])
+        port = rtp_port or int(rtp.get_extra_info("sockname")[1])
         sdp = offer(local_address=HOST, local_port=port, session_id=secrets.randbelow(2**31),
                     session_version=1).to_bytes()
         handle = self.endpoint.invite(f"sip:{number}@{self.bridge[0]}:{self.bridge[1]}",

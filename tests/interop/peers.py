@@ -44,6 +44,7 @@ async def run_sipp(
     timeout: float = 30.0,
     pause_ms: int = 1000,
     media_port: int | None = None,
+    local: str = LOOPBACK,
 ) -> SippResult:
     """Run one SIPp scenario (a file in tests/data/sipp or a built-in ``-sn`` name) to its end.
 
@@ -60,7 +61,7 @@ async def run_sipp(
     else:
         args += ["-sn", scenario]
     args += [
-        "-i", LOOPBACK, "-bind_local", "-mi", LOOPBACK, "-p", str(port), "-mp", str(media_port),
+        "-i", local, "-bind_local", "-mi", local, "-p", str(port), "-mp", str(media_port),
         "-t", transport, "-s", service, "-m", str(calls), "-d", str(pause_ms),
         "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin",
         "-trace_err", "-error_file", str(tmp / "sipp_err.log"),
