@@ -1,7 +1,7 @@
 """The administration commands behind ``bridge rooms|numbers|calls|demo``.
 
 The CLI is an edge: each operation here is a synchronous function that runs one
-``asyncio.run`` over the async ``SqliteStore``. The running bridge reads rooms and access
+``asyncio.run`` over the async ``SqlStore``. The running bridge reads rooms and access
 numbers from the same SQLite file on every call, so a change made here is seen at once.
 
 Exit codes (``AdminError.exit_code``), documented in the README:
@@ -31,6 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bridge.conference.model import Language, Room
 from bridge.conference.numbers import NumberError, normalize_e164, validate_country
 from bridge.conference.pins import WeakPinError, check_pin, check_pin_pair, generate_room_pins
@@ -46,7 +48,7 @@ from bridge.store.base import (
     Store,
     StoreError,
 )
-from bridge.store.sqlite import SqliteStore
+from bridge.store.sql import SqlStore
 
 __all__ = [
     "DEFAULT_ACCOUNT_EMAIL",
@@ -116,15 +118,16 @@ class RefusedError(AdminError):
 # --------------------------------------------------------------------------- plumbing
 
 
-def _run(db_path: Path, work: Callable[[SqliteStore], Awaitable[_T]]) -> _T:
+def _run(db_path: Path | str, work: Callable[[SqlStore], Awaitable[_T]]) -> _T:
     """Open the store at ``db_path`` (creating the file and its folder), run ``work``, close."""
 
     async def go() -> _T:
-        async with await SqliteStore.open(db_path) as store:
+        async with await SqlStore.open(db_path) as store:
             return await work(store)
 
     try:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(db_path, Path):
+            db_path.parent.mkdir(parents=True, exist_ok=True)
         return asyncio.run(go())
     except WeakPinError as exc:
         raise InvalidInputError(str(exc)) from exc
@@ -136,11 +139,13 @@ def _run(db_path: Path, work: Callable[[SqliteStore], Awaitable[_T]]) -> _T:
         raise RefusedError(str(exc)) from exc
     except sqlite3.Error as exc:
         raise RefusedError(f"database {db_path}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise RefusedError(f"database: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
     except OSError as exc:
         raise RefusedError(f"database {db_path}: {exc.strerror or exc}") from exc
 
 
-async def _account(store: SqliteStore, email: str | None) -> Account:
+async def _account(store: SqlStore, email: str | None) -> Account:
     """The named account, or the default one; created on first use."""
     wanted = (email or DEFAULT_ACCOUNT_EMAIL).strip()
     found = await store.find_account_by_email(wanted)
@@ -162,7 +167,7 @@ def _check_account(email: str | None) -> None:
             raise InvalidInputError(f"--account: not an e-mail address: {email!r}")
 
 
-async def _room_named(store: SqliteStore, name: str, account: str | None) -> Room:
+async def _room_named(store: SqlStore, name: str, account: str | None) -> Room:
     """The room called ``name`` (in ``account`` if given; otherwise it must be unambiguous)."""
     if account is not None:
         acct = await store.find_account_by_email(account)
@@ -178,8 +183,12 @@ async def _room_named(store: SqliteStore, name: str, account: str | None) -> Roo
     return matches[0]
 
 
-def intro_dir(db_path: Path) -> Path:
-    """Where imported intros live: ``<folder of the database>/intros``."""
+def intro_dir(db_path: Path | str) -> Path:
+    """Where imported intros live: ``<folder of the SQLite file>/intros`` (``var/intros``
+    for a database server)."""
+    if isinstance(db_path, str):
+        db_path = Path(db_path.removeprefix("sqlite:///")) if db_path.startswith(
+            "sqlite:///") else Path("var/bridge")
     return db_path.resolve().parent / "intros"
 
 
@@ -194,7 +203,7 @@ class CreatedRoom:
 
 
 def create_room(
-    db_path: Path,
+    db_path: Path | str,
     *,
     name: str,
     pin: str | None = None,
@@ -241,7 +250,7 @@ def create_room(
             staged.unlink(missing_ok=True)
             raise InvalidInputError(f"{intro}: {exc}") from exc
 
-    async def work(store: SqliteStore) -> CreatedRoom:
+    async def work(store: SqlStore) -> CreatedRoom:
         acct = await _account(store, account)
         generated = pin is None or moderator_pin is None
         try:
@@ -355,11 +364,11 @@ class RoomRow:
     account_email: str
 
 
-def list_rooms(db_path: Path, *, account: str | None = None) -> list[RoomRow]:
+def list_rooms(db_path: Path | str, *, account: str | None = None) -> list[RoomRow]:
     """Every room (of ``account`` if given), with its account's e-mail address."""
     _check_account(account)
 
-    async def work(store: SqliteStore) -> list[RoomRow]:
+    async def work(store: SqlStore) -> list[RoomRow]:
         emails = {a.id: a.email for a in await store.list_accounts()}
         if account is None:
             rooms = await store.list_rooms()
@@ -371,11 +380,11 @@ def list_rooms(db_path: Path, *, account: str | None = None) -> list[RoomRow]:
     return _run(db_path, work)
 
 
-def delete_room(db_path: Path, name: str, *, account: str | None = None) -> Room:
+def delete_room(db_path: Path | str, name: str, *, account: str | None = None) -> Room:
     """Delete a room and its PINs (and its imported intro file); return what was deleted."""
     _check_account(account)
 
-    async def work(store: SqliteStore) -> Room:
+    async def work(store: SqlStore) -> Room:
         room = await _room_named(store, name, account)
         if not await store.delete_room(room.id):
             raise RefusedError(f"room {name!r} was deleted meanwhile")
@@ -429,7 +438,7 @@ def _check_number(number: str, country: str) -> str:
 
 
 def add_number(
-    db_path: Path,
+    db_path: Path | str,
     number: str,
     *,
     country: str,
@@ -441,7 +450,7 @@ def add_number(
     cc = _check_number(number, country)
     _check_account(account)
 
-    async def work(store: SqliteStore) -> AccessNumber:
+    async def work(store: SqlStore) -> AccessNumber:
         room_id = None if room is None else (await _room_named(store, room, account)).id
         try:
             return await store.add_access_number(
@@ -454,14 +463,14 @@ def add_number(
     return _run(db_path, work)
 
 
-def delete_number(db_path: Path, number: str) -> str:
+def delete_number(db_path: Path | str, number: str) -> str:
     """Delete an access number; return its E.164 form."""
     try:
         e164 = normalize_e164(number)
     except NumberError as exc:
         raise InvalidInputError(str(exc)) from exc
 
-    async def work(store: SqliteStore) -> str:
+    async def work(store: SqlStore) -> str:
         if not await store.delete_access_number(e164):
             raise RefusedError(f"no access number {e164}")
         return e164
@@ -475,8 +484,8 @@ class NumberRow:
     room_name: str | None
 
 
-def list_numbers(db_path: Path) -> list[NumberRow]:
-    async def work(store: SqliteStore) -> list[NumberRow]:
+def list_numbers(db_path: Path | str) -> list[NumberRow]:
+    async def work(store: SqlStore) -> list[NumberRow]:
         names = {r.id: r.name for r in await store.list_rooms()}
         return [
             NumberRow(number=n, room_name=None if n.room_id is None else names.get(n.room_id))
@@ -507,10 +516,10 @@ class CallRow:
     room_name: str | None
 
 
-def live_calls(db_path: Path) -> list[CallRow]:
+def live_calls(db_path: Path | str) -> list[CallRow]:
     """The open call records: legs in a conference now, on every node using the database."""
 
-    async def work(store: SqliteStore) -> list[CallRow]:
+    async def work(store: SqlStore) -> list[CallRow]:
         names = {r.id: r.name for r in await store.list_rooms()}
         return [
             CallRow(record=c, room_name=None if c.room_id is None else names.get(c.room_id))
@@ -562,7 +571,7 @@ def _valid_email(email: str) -> str:
 
 
 def create_account(
-    db_path: Path, email: str, *, admin: bool = False, password: str | None = None,
+    db_path: Path | str, email: str, *, admin: bool = False, password: str | None = None,
     name: str | None = None,
 ) -> Account:
     """Create an account (``password`` hashed with argon2id; None: no password yet)."""
@@ -573,7 +582,7 @@ def create_account(
 
     hashed = None if password is None else hash_password(password)
 
-    async def work(store: SqliteStore) -> Account:
+    async def work(store: SqlStore) -> Account:
         try:
             return await store.create_account(
                 name=name or wanted.split("@", 1)[0], email=wanted, password_hash=hashed,
@@ -584,7 +593,7 @@ def create_account(
     return _run(db_path, work)
 
 
-def create_token(db_path: Path, email: str, *, name: str = "cli") -> tuple[ApiToken, str]:
+def create_token(db_path: Path | str, email: str, *, name: str = "cli") -> tuple[ApiToken, str]:
     """A new API token of the account ``email``: the stored row and the secret (shown once;
     only its sha256 is stored)."""
     wanted = _valid_email(email)
@@ -594,7 +603,7 @@ def create_token(db_path: Path, email: str, *, name: str = "cli") -> tuple[ApiTo
 
     secret = new_token()
 
-    async def work(store: SqliteStore) -> ApiToken:
+    async def work(store: SqlStore) -> ApiToken:
         account = await store.find_account_by_email(wanted)
         if account is None:
             raise RefusedError(f"no account {wanted} (bridge accounts create {wanted})")
@@ -605,20 +614,20 @@ def create_token(db_path: Path, email: str, *, name: str = "cli") -> tuple[ApiTo
     return _run(db_path, work), secret
 
 
-def revoke_token(db_path: Path, token_id: int) -> None:
+def revoke_token(db_path: Path | str, token_id: int) -> None:
     """Revoke a token: it answers 401 from now on."""
 
-    async def work(store: SqliteStore) -> None:
+    async def work(store: SqlStore) -> None:
         if not await store.revoke_api_token(token_id, time.time()):
             raise RefusedError(f"no token {token_id} that is not revoked already")
 
     _run(db_path, work)
 
 
-def list_tokens(db_path: Path, email: str) -> list[ApiToken]:
+def list_tokens(db_path: Path | str, email: str) -> list[ApiToken]:
     wanted = _valid_email(email)
 
-    async def work(store: SqliteStore) -> list[ApiToken]:
+    async def work(store: SqlStore) -> list[ApiToken]:
         account = await store.find_account_by_email(wanted)
         if account is None:
             raise RefusedError(f"no account {wanted}")
@@ -660,11 +669,11 @@ class DemoResult:
     created_number: bool
 
 
-def demo(db_path: Path, settings: DemoSettings | None = None) -> DemoResult:
+def demo(db_path: Path | str, settings: DemoSettings | None = None) -> DemoResult:
     """Idempotently make sure the demo room and access number exist (PINs generated once)."""
     cfg = settings if settings is not None else DemoSettings()
 
-    async def work(store: SqliteStore) -> DemoResult:
+    async def work(store: SqlStore) -> DemoResult:
         acct = await _account(store, None)
         room = await store.get_room_by_name(acct.id, cfg.room)
         created_room = False

@@ -48,7 +48,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE.toml", type=Path, default=argparse.SUPPRESS,
         help="configuration file",
     )
-    parser.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="SQLite file")
+    parser.add_argument(
+        "--db", metavar="PATH", default=argparse.SUPPRESS,
+        help="SQLite file or database URL (postgresql://...)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--capture", metavar="PATH.pcap",
                        help="write the SIP traffic to a pcap ([debug] capture_path)")
     _add_admin(sub)
+    _add_db(sub)
     _add_conferences(sub)
     _add_bench(sub)
     add_replay_parser(sub)
@@ -224,6 +228,18 @@ def _conferences(args: argparse.Namespace) -> int:
         print(f"bridge: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_db(sub: argparse._SubParsersAction[_Parser]) -> None:
+    db = sub.add_parser("db", help="the database schema: check it, upgrade it")
+    _add_common(db)
+    db_sub = db.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    db_sub.required = True
+    for name, text in (
+        ("check", "print the schema revision and the pending migrations (exit 1 if behind)"),
+        ("upgrade", "apply the pending migrations"),
+    ):
+        _add_common(db_sub.add_parser(name, help=text))
 
 
 def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -328,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.capture:
             config = replace(config, debug=replace(config.debug, capture_path=args.capture))
         return serve(config, log_level=level)
+    if args.command == "db":
+        from bridge.store import dbcli
+
+        return dbcli.check(config.database) if args.action == "check" else \
+            dbcli.run_upgrade(config.database)
     from bridge.admin import AdminError
 
     try:
@@ -345,7 +366,7 @@ def _admin(args: argparse.Namespace, config: Config) -> None:
     from bridge import admin
     from bridge.conference.model import Language
 
-    db = Path(config.db_path)
+    db = config.database
     command = (args.command, getattr(args, "action", None))
     if command == ("rooms", "create"):
         made = admin.create_room(

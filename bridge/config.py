@@ -203,11 +203,24 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     db_path: Path = Path("var/bridge.sqlite3")
+    # ``sqlite:///var/bridge.sqlite3`` or ``postgresql://user@host/db``; empty: ``db_path``
+    db_url: str = ""
     prompts_dir: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"  # "text" or "json" (one JSON object per line, bridge.logs)
 
+    @property
+    def database(self) -> Path | str:
+        """The store to open: a SQLite path, or a database URL (``db_url`` when set)."""
+        return self.db_url if self.db_url else self.db_path
+
     def validate(self) -> Config:
+        if self.db_url and not self.db_url.startswith(
+            ("sqlite://", "postgresql://", "postgres://")
+        ):
+            raise ConfigError(
+                f"db_url: expected sqlite:///PATH or postgresql://..., got {self.db_url!r}"
+            )
         for net in self.sip.allowed_networks:
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -321,7 +334,8 @@ def _apply(obj: Any, section: str, table: dict[str, Any]) -> Any:
 
 
 def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
-    """Defaults, then the TOML file (if any), then ``BRIDGE_DB`` from the environment."""
+    """Defaults, then the TOML file (if any), then ``BRIDGE_DB`` (a SQLite path) and
+    ``BRIDGE_DB_URL`` from the environment."""
     config = Config()
     if path is not None:
         try:
@@ -342,7 +356,9 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         config = _apply(config, "", top)
     env = os.environ.copy() if env is None else env
     if env.get("BRIDGE_DB"):
-        config = replace(config, db_path=Path(env["BRIDGE_DB"]))
+        config = replace(config, db_path=Path(env["BRIDGE_DB"]), db_url="")
+    if env.get("BRIDGE_DB_URL"):
+        config = replace(config, db_url=env["BRIDGE_DB_URL"])
     if "BRIDGE_WEB_LISTEN" in env:
         config = replace(config, web=replace(config.web, listen=env["BRIDGE_WEB_LISTEN"]))
     return config
@@ -362,6 +378,9 @@ def with_overrides(
     if rtp_ports is not None:
         low, high = parse_port_range(rtp_ports)
         config = replace(config, rtp=replace(config.rtp, port_low=low, port_high=high))
-    if db is not None:
-        config = replace(config, db_path=Path(db))
+    if db is not None:  # --db PATH (a SQLite file) or --db URL
+        if "://" in db:
+            config = replace(config, db_url=db)
+        else:
+            config = replace(config, db_path=Path(db), db_url="")
     return config.validate()

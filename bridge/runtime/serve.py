@@ -123,13 +123,14 @@ def serve(config: Config, *, log_level: str = "INFO",
 
 
 async def _main(config: Config, start_web: StartWeb) -> int:
-    from bridge.store.sqlite import SqliteStore
+    from bridge.store.sql import open_for_serving
 
     prompts = load_prompts(config)
     if prompts is None:
         return 1
-    config.db_path.parent.mkdir(parents=True, exist_ok=True)
-    store = await SqliteStore.open(config.db_path)
+    store = await open_for_serving(config.database)
+    if store is None:
+        return 1
     conference = config.conference
     # Stable across restarts, so crash recovery finds the records this node left open.
     node_id = conference.node_id or socket.gethostname()

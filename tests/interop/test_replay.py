@@ -4,13 +4,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import functools
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bridge.replay.player import replay
 from bridge.replay.trace import read_trace
+from bridge.runtime.app import BridgeApp
+from bridge.runtime.controller import ConferenceController, ControllerConfig
 from tests.conftest import LOOPBACK, free_port, require_binary, rtp_port_block
+from tests.interop.capture import require_capture
+from tests.interop.conftest import bridge_config
 from tests.interop.pcapgen import CallStream, digits_at, write_stream_pcap
 from tests.interop.peers import run_sipp
 from tests.interop.test_conference_e2e import (  # noqa: F401 (the dialin fixture)
@@ -18,7 +27,11 @@ from tests.interop.test_conference_e2e import (  # noqa: F401 (the dialin fixtur
     Dialin,
     closed_records,
     dialin,
+    join_phone,
+    live_count,
     prepare_store,
+    sipp_caller,
+    start_phone,
     until,
     wait_for_line,
 )
@@ -113,3 +126,76 @@ async def test_checked_in_udp_and_tcp_traces_replay_like_the_trace(
     # both replayed callers got into the room with the trace's PIN (a record per joined leg)
     records = await until(lambda: closed_records(dialin, room, 2), "two closed records", 5)
     assert len(records) == 2 and all("+498900000440" in r.caller for r in records)
+
+
+# -- acceptance: a three-party conference captured, then replayed against a fresh bridge -------
+
+
+@contextlib.asynccontextmanager
+async def dialin_bridge(tmp: Path, capture: Path | None = None) -> AsyncIterator[Dialin]:
+    tmp.mkdir()
+    config = bridge_config(tmp)
+    config = dataclasses.replace(
+        config, media=dataclasses.replace(config.media, max_lateness_p99_ms=0.0),
+        debug=dataclasses.replace(config.debug, capture_path=str(capture or ""),
+                                  capture_rtp=True))
+    store, account = await prepare_store(config.db_path)
+    controller = ConferenceController(store, ControllerConfig(node_id="replay"))
+    app = BridgeApp(config, controller)
+    await app.start()
+    try:
+        yield Dialin(app, controller, store, account, tmp)
+    finally:
+        await app.stop()
+        await controller.drain()
+        await store.close()
+
+
+CONF_PIN = "48151623"
+
+
+async def test_a_captured_three_party_conference_replays_against_a_fresh_bridge(
+        tmp_path: Path) -> None:
+    """SIPp (RFC 4733 on PT 101), SIPp (PT 96, as linphone offers it) and baresip join one
+    room on a bridge started with a capture; the trace, replayed against a fresh bridge with
+    the same room at speed 1 and 2, gets the same responses for every call, every replayed
+    caller gets in with the trace's PIN and receives audio."""
+    require_capture()
+    capture = tmp_path / "conference.pcap"
+    async with dialin_bridge(tmp_path / "first", capture) as first:
+        room = await first.room("Weekly", CONF_PIN, "97531864")
+        phone = await start_phone(first, "baresip", 1000.0)
+        try:
+            a = await sipp_caller(first, "sipp-pt101", tone_hz=440.0, keys=CONF_PIN + "#",
+                                  hold=13.0)
+            c = await sipp_caller(first, "sipp-pt96", tone_hz=1700.0, keys=CONF_PIN + "#",
+                                  te_pt=96, hold=13.0)
+            await join_phone(first, phone, CONF_PIN)
+            await until(lambda: live_count(first, room, 3), "3 legs in the room")
+            await a.finished_ok()
+            await c.finished_ok()
+            await phone.hang_up()
+        finally:
+            await phone.baresip.stop()
+        await until(lambda: closed_records(first, room, 3), "3 closed call records")
+
+    trace = read_trace(capture.read_bytes())
+    calls = trace.invite_calls()
+    assert len(calls) == 3
+    assert sorted(c.event_pt or 0 for c in calls) == [96, 101, 101]
+    async with dialin_bridge(tmp_path / "second") as second:
+        room = await second.room("Weekly", CONF_PIN, "97531864")
+        target = (LOOPBACK, second.app.local[1])
+        joined = 0
+        for speed in (1.0, 2.0):
+            results = await replay(calls, target, speed=speed)
+            for result in results:
+                assert result.verdict == "same", f"speed {speed}:\n{result.text()}"
+                assert result.statuses == result.trace_statuses
+                assert "".join(d["digit"] for d in result.digits_sent).endswith(CONF_PIN + "#")
+                assert result.audio_seconds > 2 and not result.audio_silent, result.text()
+            joined += 3
+            records = await until(functools.partial(closed_records, second, room, joined),
+                                  f"{joined} closed call records (the PIN was accepted)")
+            assert len(records) == joined
+        assert await second.rejections() == []

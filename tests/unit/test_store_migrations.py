@@ -1,174 +1,203 @@
-"""Schema migrations: from an empty file, from a v1 file, atomicity, refusing newer files."""
+"""Schema migrations (Alembic, run in code): an empty database, a file made by the
+hand-written store before the port (tests/data/store/legacy_v2.sqlite3, rows in
+legacy_v2.json), a legacy v1 file, concurrent openers, refusing newer and older databases."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bridge.conference.model import Language, Role
-from bridge.store.sqlite import (
-    Migration,
+from bridge.conference.model import Language, LeaveReason, Role
+from bridge.store.base import Direction
+from bridge.store.migrate import (
+    SchemaBehindError,
     SchemaTooNewError,
-    SqliteStore,
-    latest_version,
-    migrate_file,
-    migrations,
+    head_revision,
+    make_engine,
+    schema_status,
+    upgrade,
 )
+from bridge.store.sqlite import SqliteStore
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "store"
+TABLES = ["accounts", "rooms", "room_pins", "access_numbers", "call_records", "rejections"]
 
 
-def tables(path: Path) -> set[str]:
+def raw(path: Path, sql: str) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
-        return {r[0] for r in rows if not r[0].startswith("sqlite_")}
+        return list(conn.execute(sql).fetchall())
     finally:
         conn.close()
 
 
-def versions(path: Path) -> list[int]:
+def names(path: Path) -> set[str]:
+    rows = raw(path, "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
+    return {r[0] for r in rows if not r[0].startswith("sqlite_")}
+
+
+def revision(path: Path) -> list[tuple[Any, ...]]:
+    return raw(path, "SELECT version_num FROM alembic_version")
+
+
+def dump(path: Path, table: str) -> list[dict[str, Any]]:
     conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
     try:
-        return [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+        return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
     finally:
         conn.close()
 
 
-def columns(path: Path, table: str) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-    finally:
-        conn.close()
-
-
-def test_packaged_scripts_are_numbered_without_gaps() -> None:
-    found = migrations()
-    assert [m.version for m in found] == list(range(1, len(found) + 1))
-    assert latest_version() == len(found) >= 2
-    assert [m.name for m in found[:2]] == ["initial", "schedule"]
-
-
-def test_statement_splitting_keeps_semicolons_in_strings_and_comments() -> None:
-    script = Migration(
-        version=1,
-        name="t",
-        sql="-- header; with a semicolon\nCREATE TABLE t (x TEXT DEFAULT 'a;b');\n"
-        "INSERT INTO t VALUES ('c;d'); -- trailing\n-- only a comment\n",
-    )
-    # a leading comment stays with the statement it precedes; a lone trailing comment goes
-    assert script.statements() == [
-        "-- header; with a semicolon\nCREATE TABLE t (x TEXT DEFAULT 'a;b');",
-        "INSERT INTO t VALUES ('c;d'); -- trailing",
-    ]
-    conn = sqlite3.connect(":memory:")
-    for statement in script.statements():
-        conn.execute(statement)
-    assert conn.execute("SELECT x FROM t").fetchall() == [("c;d",)]
-    conn.close()
-    with pytest.raises(ValueError, match="incomplete"):
-        Migration(version=2, name="bad", sql="CREATE TABLE u (x").statements()
+def test_revisions_are_a_single_line() -> None:
+    assert head_revision() >= "0003"
 
 
 async def test_empty_file_gets_the_whole_schema(tmp_path: Path) -> None:
-    path = tmp_path / "new.sqlite"
+    path = tmp_path / "new.sqlite3"
     store = await SqliteStore.open(path)
+    await store.close()
+    assert revision(path) == [(head_revision(),)]
+    assert {
+        *TABLES, "runs", "api_tokens", "node_heartbeats", "alembic_version",
+        "rejections_pin_failures", "call_records_open", "accounts_email",
+    } <= names(path)
+    assert "schema_version" not in names(path)
+    store = await SqliteStore.open(path)  # opening again is a no-op
+    await store.close()
+    assert revision(path) == [(head_revision(),)]
+
+
+async def test_database_made_by_the_old_store_upgrades_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    shutil.copy(DATA / "legacy_v2.sqlite3", path)
+    expected: dict[str, list[dict[str, Any]]] = json.loads(
+        (DATA / "legacy_v2.json").read_text()
+    )
+    engine = make_engine(path)
     try:
-        assert await store.schema_version() == latest_version()
+        before = await schema_status(engine)
+        assert (before.current, before.pending[0]) == ("0002", "0003")
+        assert before.pending[-1] == head_revision()
+        with pytest.raises(SchemaBehindError, match="bridge db upgrade"):
+            await SqliteStore.open(path, upgrade_schema=False)
+        assert await upgrade(engine) == head_revision()
+        assert (await schema_status(engine)).up_to_date
+    finally:
+        await engine.dispose()
+    assert "schema_version" not in names(path)
+    for table in TABLES:
+        rows = dump(path, table)
+        # every old row and column is there, unchanged; new columns have their defaults
+        assert [{k: r[k] for k in old} for r, old in zip(rows, expected[table], strict=True)] \
+            == expected[table], table
+    store = await SqliteStore.open(path, upgrade_schema=False)
+    try:
+        found = await store.find_room_by_pin("730561")
+        assert found is not None
+        room, role = found
+        assert (room.name, role, room.language, room.max_participants) == (
+            "weekly", Role.MODERATOR, Language.DE, 20
+        )
+        assert room.wait_for_moderator and not room.locked
+        board = await store.get_room_by_name(1, "board")
+        assert board is not None and board.locked and board.starts_at is not None
+        [live] = await store.live_call_records()
+        assert (live.leg_id, live.direction, live.run_id) == ("leg-2", Direction.DIAL_IN, None)
+        assert [n.number for n in await store.list_access_numbers()] == [
+            "+4930123456", "+442071234567"
+        ]
+        accounts = await store.list_accounts()
+        assert [(a.email, a.is_admin) for a in accounts] == [
+            ("ops@acme.example", False), ("it@other.example", False)
+        ]
+        # the old rows keep working: the open record closes, a new one opens on an old room
+        assert await store.close_call_record(
+            live.id, left_at=live.joined_at + 5, reason=LeaveReason.HANGUP
+        )
+        await store.open_call_record(
+            room_id=room.id, leg_id="new", number_dialed="+4930123456", caller="c",
+            source="192.0.2.1", role=Role.PARTICIPANT, language=Language.EN,
+            joined_at=live.joined_at + 10, node_id="bridge-a",
+        )
+        assert len(await store.call_history()) == 3
     finally:
         await store.close()
-    assert versions(path) == list(range(1, latest_version() + 1))
-    assert {
-        "accounts", "rooms", "room_pins", "access_numbers", "call_records", "rejections",
-        "schema_version", "rejections_pin_failures", "call_records_open",
-    } <= tables(path)
-    # opening again is a no-op
-    assert migrate_file(path) == latest_version()
-    assert versions(path) == list(range(1, latest_version() + 1))
 
 
-async def test_v1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
-    path = tmp_path / "v1.sqlite"
-    assert migrate_file(path, target=1) == 1
-    assert "starts_at" not in columns(path, "rooms")
-    conn = sqlite3.connect(path)
-    with conn:  # data written by a v1 bridge, in the v1 shape
+async def test_a_legacy_v1_file_gets_the_later_revisions(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    engine = make_engine(path)
+    try:
+        await upgrade(engine, "0001")
+    finally:
+        await engine.dispose()
+    conn = sqlite3.connect(path)  # make it look like the old runner's v1 file
+    with conn:
+        conn.execute("DROP TABLE alembic_version")
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at REAL NOT NULL)"
+        )
+        conn.execute("INSERT INTO schema_version VALUES (1, 'initial', 1.0)")
         conn.execute(
             "INSERT INTO accounts (id, name, email, tariff, created_at) "
             "VALUES (1, 'Old', 'old@example.org', 'standard', 1.0)"
         )
         conn.execute(
-            "INSERT INTO rooms (id, account_id, name, max_participants, language, "
-            "wait_for_moderator, locked, created_at) VALUES (5, 1, 'legacy', 8, 'fr', 1, 0, 2.0)"
+            "INSERT INTO rooms (id, account_id, name, language, wait_for_moderator, locked, "
+            "created_at) VALUES (5, 1, 'legacy', 'fr', 1, 0, 2.0)"
         )
         conn.executemany(
             "INSERT INTO room_pins (pin, room_id, role) VALUES (?, 5, ?)",
             [("482913", "participant"), ("730516", "moderator")],
         )
-        conn.execute(
-            "INSERT INTO call_records (room_id, account_id, leg_id, number_dialed, caller, "
-            "source, role, language, joined_at, node_id) "
-            "VALUES (5, 1, 'l1', '+493012345678', '', '1.2.3.4:5060', 'moderator', 'fr', 3.0, 'n')"
-        )
     conn.close()
-
     store = await SqliteStore.open(path)
     try:
-        assert await store.schema_version() == latest_version()
-        found = await store.find_room_by_pin("730516")
-        assert found is not None
-        room, role = found
-        assert role is Role.MODERATOR
-        assert (room.id, room.name, room.language, room.max_participants) == (
-            5, "legacy", Language.FR, 8
-        )
-        assert room.wait_for_moderator and room.starts_at is None and room.ends_at is None
-        [record] = await store.live_call_records()
-        assert (record.leg_id, record.role) == ("l1", Role.MODERATOR)
-        assert await store.close_interrupted("n", 10.0) == 1
+        found = await store.find_room_by_pin("482913")
+        assert found is not None and found[0].starts_at is None
+        assert found[1] is Role.PARTICIPANT
     finally:
         await store.close()
-    assert "starts_at" in columns(path, "rooms")
-    assert versions(path) == list(range(1, latest_version() + 1))
+    assert revision(path) == [(head_revision(),)]
 
 
-def test_a_failing_migration_leaves_the_file_at_its_old_version(tmp_path: Path) -> None:
-    path = tmp_path / "f.sqlite"
-    good = migrations()[:1]
-    broken = Migration(
-        version=2,
-        name="broken",
-        sql="ALTER TABLE rooms ADD COLUMN extra TEXT;\nINSERT INTO no_such_table VALUES (1);\n",
-    )
-    migrate_file(path, scripts=good)
-    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
-        migrate_file(path, scripts=[*good, broken])
-    assert versions(path) == [1]
-    assert "extra" not in columns(path, "rooms")  # the ALTER was rolled back too
-
-
-def test_a_file_from_a_newer_bridge_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "future.sqlite"
-    future = Migration(version=latest_version() + 1, name="future", sql="CREATE TABLE f (x);")
-    migrate_file(path, scripts=[*migrations(), future])
+async def test_a_database_from_a_newer_bridge_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    await (await SqliteStore.open(path)).close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    conn.close()
     with pytest.raises(SchemaTooNewError, match="upgrade the bridge"):
-        migrate_file(path)
-
-
-async def test_store_open_refuses_a_newer_file(tmp_path: Path) -> None:
-    path = tmp_path / "future.sqlite"
-    future = Migration(version=latest_version() + 1, name="future", sql="CREATE TABLE f (x);")
-    migrate_file(path, scripts=[*migrations(), future])
-    with pytest.raises(SchemaTooNewError):
         await SqliteStore.open(path)
+    assert revision(path) == [("9999",)]
 
 
 def test_concurrent_openers_migrate_exactly_once(tmp_path: Path) -> None:
-    path = tmp_path / "race.sqlite"
-    migrate_file(path, target=1)
+    path = tmp_path / "race.sqlite3"
+    shutil.copy(DATA / "legacy_v2.sqlite3", path)
+
+    def open_once(_: int) -> str | None:
+        async def go() -> str | None:
+            store = await SqliteStore.open(path)
+            try:
+                return await store.schema_revision()
+            finally:
+                await store.close()
+
+        return asyncio.run(go())
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda _: migrate_file(path), range(4)))
-    assert results == [latest_version()] * 4
-    assert versions(path) == list(range(1, latest_version() + 1))
+        results = list(pool.map(open_once, range(4)))
+    assert results == [head_revision()] * 4
+    assert revision(path) == [(head_revision(),)]
+    assert len(dump(path, "rooms")) == 3
