@@ -123,11 +123,11 @@ def serve(config: Config, *, log_level: str = "INFO",
 
 
 async def _main(config: Config, start_web: StartWeb) -> int:
-    from bridge.store.sql import open_for_serving
-
     prompts = load_prompts(config)
     if prompts is None:
         return 1
+    from bridge.store.sql import open_for_serving  # after the check: its imports log at INFO
+
     store = await open_for_serving(config.database)
     if store is None:
         return 1
