@@ -9,35 +9,44 @@ in-memory channel with a fake clock. A caller hanging up cancels the task runnin
 
 The script, in order (``L`` = the access number's language until the caller picks one):
 
-1. ``welcome`` in ``L`` (barge-in).
-2. ``choose_language`` (shared, barge-in); one digit within ``IvrTimers.language``:
-   ``1`` German, ``2`` English, ``3`` French. No digit: ``L`` stays. Any other key:
-   ``invalid_choice`` (in ``L``) and ``L`` stays. From here on everything plays in the chosen
-   language.
+0. Brute-force check first (step 3 below), so a source out of PIN tries hears no PIN prompt.
+1. ``welcome`` in ``L`` (barge-in). A key pressed during it is the language menu's: ``1``
+   German, ``2`` English, ``3`` French; any other key is the first digit of the PIN, in
+   ``L`` (``#`` alone ends an empty try).
+2. ``enter_pin`` in the language, at once after the welcome (about 2.5 s after the answer),
+   and the first PIN try is collected: a caller who types the PIN from the invitation right
+   away is entering it already. Only a caller who has pressed nothing
+   ``IvrTimers.language_hint`` seconds after the prompt hears the language menu
+   ``choose_language`` (shared, barge-in), with one key within ``IvrTimers.language`` read
+   as during the welcome (a language, or the PIN's first digit); then ``enter_pin`` again
+   (in the chosen language) unless the PIN is being typed. From here on everything plays in
+   the chosen language.
 3. Brute-force check (design notes §6): when the caller's source has ``PinPolicy.max_failures``
    wrong PINs within ``failure_window``: rejection ``too_many_failures``,
-   ``too_many_attempts_goodbye`` (no barge-in), hang up.
-4. ``enter_pin`` (barge-in), then collect the PIN: ``#`` ends it; so does the inter-digit
-   timeout after at least one digit, or ``IvrTimers.pin_max_digits`` digits. A try with no
-   digit at all (first-digit timeout, or a bare ``#``) is not looked up and records nothing.
+   ``too_many_attempts_goodbye``, hang up.
+4. ``enter_pin``, then collect the PIN (the first try may come from steps 1-2): ``#`` ends
+   it; so does the inter-digit timeout after at least one digit, or
+   ``IvrTimers.pin_max_digits`` digits. A try with no digit at all (first-digit timeout,
+   or a bare ``#``) is not looked up and records nothing.
    A wrong PIN (unknown, or another room's PIN on a number bound to a room) records the
    rejection ``wrong_pin`` under the caller's source. After a failed try 1 or 2:
    ``wrong_pin`` (barge-in) then step 4 again. After the third failed try:
-   ``too_many_attempts_goodbye`` (no barge-in) and hang up.
+   ``too_many_attempts_goodbye`` and hang up.
 5. Admission (``Conference.admit``, the domain decides; moderators enter locked rooms):
    locked -> ``conference_locked``; full -> ``conference_full``; outside the room's schedule
    (not started / ended) -> ``goodbye``; each preceded by a rejection with the matching
    reason (``locked``/``full``/``not_started``/``ended``) and followed by hang up.
    Every rejection is recorded before its prompt plays, so it is stored by the time of the BYE.
-6. The room's intro recording, if the room has one (no barge-in).
+6. The room's intro recording, if the room has one.
 7. ``first_participant`` when nobody else is in the conference, else ``there_is_one`` or
-   ``there_are`` N ``participants`` (no barge-in).
+   ``there_are`` N ``participants``.
 8. Join. The join is checked again (the room may have filled or been locked meanwhile): a
    refusal then takes the branch of step 5. A participant held for the moderator hears
    ``waiting_for_moderator`` and looped hold music until the moderator arrives.
 
-Digits typed while a barge-in prompt plays stop it at once and are kept for the next
-collection (type-ahead); a barge-in prompt is skipped when a digit is already waiting.
+Every prompt is barge-in: digits typed while it plays stop it at once and are kept for the
+next collection (type-ahead); a prompt is skipped when a digit is already waiting. Keys left
+over when the announcements before the join were cut are forgotten at the join.
 An access number bound to a room (``AccessNumber.room_id``) still asks for the PIN, and only
 that room's PINs are accepted on it.
 """
@@ -67,6 +76,7 @@ __all__ = [
     "IvrOutcome",
     "IvrTimers",
     "dial_in",
+    "greet",
 ]
 
 #: Language menu: key -> language (the shared ``choose_language`` prompt says it).
@@ -78,6 +88,7 @@ class IvrTimers:
     """Tuning of the dial-in script (seconds)."""
 
     language: float = 5.0  # wait for the language key after the menu
+    language_hint: float = 2.0  # silence after the first PIN prompt before the language menu
     pin_first_digit: float = 10.0  # wait for the first PIN digit after the prompt
     pin_inter_digit: float = 5.0  # wait between PIN digits
     pin_max_digits: int = 20  # a longer entry ends by itself (and is wrong)
@@ -204,23 +215,56 @@ PROMPT_IDS: frozenset[str] = frozenset(
 ) | COUNT_PROMPTS
 
 
-async def choose_language(
+def _pin_spec(timers: IvrTimers) -> CollectSpec:
+    return CollectSpec(max_digits=timers.pin_max_digits, first_timeout=timers.pin_first_digit,
+                       inter_timeout=timers.pin_inter_digit, terminator="#")
+
+
+async def greet(
     ch: Channel, prompts: PromptLibrary, default: Language, timers: IvrTimers
-) -> Language:
-    """Steps 1-2: welcome and the language menu; the number's language on timeout."""
-    await ch.play(prompts.sequence(default.value, "welcome"))
-    await ch.play(prompts.sequence(default.value, "choose_language"))
-    got = await ch.collect(
-        CollectSpec(max_digits=1, first_timeout=timers.language, inter_timeout=timers.language,
-                    terminator=None)
+) -> tuple[Language, Collected | None]:
+    """Steps 1-2: welcome (a key there is a language choice or the PIN's first digit), the
+    first PIN prompt and, for a caller who presses nothing, the language menu. Returns the
+    language and the first PIN try when the caller already typed one (None: ``enter_pin``
+    prompts for it)."""
+    lang = default.value
+    spec = _pin_spec(timers)
+    if not await ch.play(prompts.sequence(lang, "welcome")):
+        chosen, first = await _menu_key(ch, timers, spec, wait=0.0)
+        if chosen is not None or first is not None:
+            return chosen or default, first
+    await ch.play(prompts.sequence(lang, "enter_pin"))
+    got = await ch.collect(CollectSpec(max_digits=spec.max_digits,
+                                       first_timeout=timers.language_hint,
+                                       inter_timeout=spec.inter_timeout, terminator="#"))
+    if got.digits or got.end is not CollectEnd.TIMEOUT:
+        return default, got  # typed early (or a bare '#': an empty try)
+    await ch.play(prompts.sequence(lang, "choose_language"))
+    chosen, first = await _menu_key(ch, timers, spec, wait=timers.language)
+    return chosen or default, first
+
+
+async def _menu_key(
+    ch: Channel, timers: IvrTimers, spec: CollectSpec, *, wait: float
+) -> tuple[Language | None, Collected | None]:
+    """One key of the language menu (within ``wait``): ``1``-``3`` choose the language; any
+    other key is the first digit of the PIN, in the number's language (``#`` alone: an
+    empty try); no key: (None, None)."""
+    key = await ch.collect(
+        CollectSpec(max_digits=1, first_timeout=wait, inter_timeout=wait, terminator=None)
     )
-    if not got.digits:
-        return default
-    chosen = LANGUAGE_KEYS.get(got.digits)
-    if chosen is None:
-        await ch.play(prompts.sequence(default.value, "invalid_choice"))
-        return default
-    return chosen
+    if not key.digits:
+        return None, None
+    chosen = LANGUAGE_KEYS.get(key.digits)
+    if chosen is not None:
+        return chosen, None
+    if key.digits == "#":
+        return None, Collected(digits="", end=CollectEnd.TERMINATOR)
+    rest = await ch.collect(CollectSpec(max_digits=max(1, spec.max_digits - 1),
+                                        first_timeout=spec.inter_timeout,
+                                        inter_timeout=spec.inter_timeout, terminator="#"))
+    end = rest.end if rest.digits or rest.end is not CollectEnd.TIMEOUT else CollectEnd.TIMEOUT
+    return None, Collected(digits=key.digits + rest.digits, end=end)
 
 
 async def enter_pin(
@@ -231,15 +275,19 @@ async def enter_pin(
     lang: str,
     timers: IvrTimers,
     policy: PinPolicy,
+    first: Collected | None = None,
 ) -> tuple[Room, Role] | None:
-    """Step 4: up to ``policy.tries_per_call`` PIN entries; None after the last failure."""
-    spec = CollectSpec(max_digits=timers.pin_max_digits, first_timeout=timers.pin_first_digit,
-                       inter_timeout=timers.pin_inter_digit, terminator="#")
+    """Step 4: up to ``policy.tries_per_call`` PIN entries; None after the last failure.
+    ``first``: the first try, already typed during the greeting (``greet``)."""
+    spec = _pin_spec(timers)
     for attempt in range(1, policy.tries_per_call + 1):
         if attempt > 1 and await access.failures_exhausted():
             return None  # the source's budget ran out during this call (or a parallel one)
-        await ch.play(prompts.sequence(lang, "enter_pin"))
-        got = await ch.collect(spec)
+        if attempt == 1 and first is not None:
+            got = first
+        else:
+            await ch.play(prompts.sequence(lang, "enter_pin"))
+            got = await ch.collect(spec)
         if got.digits:
             found = await access.find_pin(got.digits)
             if found is not None:
@@ -261,18 +309,19 @@ async def dial_in(
 ) -> IvrOutcome:
     """The whole dial-in script (see the module docstring); returns how it ended."""
     timers = timers if timers is not None else IvrTimers()
-    chosen = await choose_language(ch, prompts, language, timers)
-    lang = chosen.value
-
     if await access.failures_exhausted():
         await access.reject(RejectionReason.TOO_MANY_FAILURES, None)
-        await ch.play(prompts.sequence(lang, "too_many_attempts_goodbye"), barge_in=False)
+        await ch.play(prompts.sequence(language.value, "too_many_attempts_goodbye"))
         ch.hang_up()
         return IvrOutcome.TOO_MANY_FAILURES
 
-    found = await enter_pin(ch, access, prompts, lang=lang, timers=timers, policy=policy)
+    chosen, first = await greet(ch, prompts, language, timers)
+    lang = chosen.value
+
+    found = await enter_pin(ch, access, prompts, lang=lang, timers=timers, policy=policy,
+                            first=first)
     if found is None:
-        await ch.play(prompts.sequence(lang, "too_many_attempts_goodbye"), barge_in=False)
+        await ch.play(prompts.sequence(lang, "too_many_attempts_goodbye"))
         ch.hang_up()
         return IvrOutcome.WRONG_PIN
     room, role = found
@@ -283,14 +332,15 @@ async def dial_in(
 
     intro = access.intro(room)
     if intro is not None:
-        await ch.play([intro], barge_in=False)
-    await ch.play(prompts.participant_count(lang, access.others(room)), barge_in=False)
+        await ch.play([intro])
+    if not await ch.play(prompts.participant_count(lang, access.others(room))):
+        ch.stop_prompts()  # cut by a key: forget it, it was meant for the announcements
 
     admission = await access.join(room, role, chosen)
     if not admission.enters:
         return await _refuse(ch, access, prompts, lang=lang, room=room, admission=admission)
     if admission is Admission.WAIT_FOR_MODERATOR:
-        await ch.play(prompts.sequence(lang, "waiting_for_moderator"), barge_in=False)
+        await ch.play(prompts.sequence(lang, "waiting_for_moderator"))
         ch.hold(hold_music())
         released = await access.released()
         ch.stop_prompts()
@@ -310,6 +360,6 @@ async def _refuse(
 ) -> IvrOutcome:
     prompt, reason, outcome = _REFUSALS[admission]
     await access.reject(reason, room)
-    await ch.play(prompts.sequence(lang, prompt), barge_in=False)
+    await ch.play(prompts.sequence(lang, prompt))
     ch.hang_up()
     return outcome

@@ -70,6 +70,7 @@ class FakeChannel:
         self.transcript: list[str] = []
         self.hung_up = False
         self.started: dict[str, float] = {}  # prompt -> when it last started
+        self.first_started: dict[str, float] = {}  # prompt -> when it first started
 
     # -- the caller's side
     def _react(self, name: str) -> None:
@@ -96,6 +97,7 @@ class FakeChannel:
         for clip in clips:
             name = NAMES[id(clip)]
             self.started[name] = self.now
+            self.first_started.setdefault(name, self.now)
             self._react(name)
             end = self.now + clip.shape[0] / 8000
             if barge_in and self.scheduled and self.scheduled[0][0] < end:
@@ -221,13 +223,17 @@ PPIN, MPIN = R1.participant_pin, R1.moderator_pin
 # -- language ---------------------------------------------------------------------------------
 
 
-async def test_language_stays_the_numbers_on_timeout() -> None:
-    ch = FakeChannel({"enter_pin": [PPIN + "#"]})
+async def test_the_pin_prompt_follows_the_welcome_and_the_menu_comes_after_silence() -> None:
+    ch = FakeChannel({"enter_pin": ["", PPIN + "#"]})  # nothing at the first prompt
     access = FakeAccess(R1)
     assert await run(ch, access, Language.DE) is IvrOutcome.JOINED
-    assert ch.transcript[:3] == ["de/welcome", "choose_language", "de/enter_pin!"]
+    assert ch.transcript[:4] == ["de/welcome", "de/enter_pin", "choose_language",
+                                 "de/enter_pin!"]
     assert access.joined == [(1, Role.PARTICIPANT, Language.DE)]
-    # the menu waited the language timeout before the PIN prompt started
+    assert ch.first_started["de/enter_pin"] < 5.0  # within 5 s of the answer
+    prompt_end = ch.first_started["de/enter_pin"] + LIB.get("de", "enter_pin").size / 8000
+    assert ch.started["choose_language"] == pytest.approx(prompt_end + TIMERS.language_hint)
+    # no language key: the PIN prompt again, after the language timeout
     menu_end = ch.started["choose_language"] + LIB.get("de", "choose_language").size / 8000
     assert ch.started["de/enter_pin"] == pytest.approx(menu_end + TIMERS.language)
 
@@ -235,30 +241,60 @@ async def test_language_stays_the_numbers_on_timeout() -> None:
 @pytest.mark.parametrize(("key", "lang"), [("1", Language.DE), ("2", Language.EN),
                                            ("3", Language.FR)])
 async def test_language_keys(key: str, lang: Language) -> None:
-    ch = FakeChannel({"choose_language": [(key, 9.0)], "enter_pin": [PPIN + "#"]})
+    ch = FakeChannel({"enter_pin": ["", PPIN + "#"], "choose_language": [(key, 9.0)]})
     access = FakeAccess(R1)
     assert await run(ch, access, Language.DE) is IvrOutcome.JOINED
     # the key came after the menu had played out: no barge-in
-    assert ch.transcript[:3] == ["de/welcome", "choose_language", f"{lang}/enter_pin!"]
+    assert ch.transcript[:4] == ["de/welcome", "de/enter_pin", "choose_language",
+                                 f"{lang}/enter_pin!"]
     assert access.joined == [(1, Role.PARTICIPANT, lang)]
     assert ch.transcript[-1] == f"{lang}/first_participant"
 
 
-async def test_invalid_language_key_says_so_and_keeps_the_default() -> None:
-    ch = FakeChannel({"choose_language": [("9", 9.0)], "enter_pin": [PPIN + "#"]})
+async def test_a_key_that_is_no_language_choice_starts_the_pin_in_the_numbers_language(
+) -> None:
+    assert PPIN[0] not in "123"
+    ch = FakeChannel({"enter_pin": [""], "choose_language": [(PPIN + "#", 1.0)]})
     access = FakeAccess(R1)
     assert await run(ch, access, Language.FR) is IvrOutcome.JOINED
-    assert ch.transcript[:4] == ["fr/welcome", "choose_language", "fr/invalid_choice",
-                                 "fr/enter_pin!"]
-    assert access.joined[0][2] is Language.FR
+    assert ch.transcript[:3] == ["fr/welcome", "fr/enter_pin", "choose_language!"]
+    assert access.joined == [(1, Role.PARTICIPANT, Language.FR)]
+    assert access.rejections == []
 
 
-async def test_barge_in_during_welcome_picks_the_language_at_once() -> None:
-    ch = FakeChannel({"welcome": ["3"], "enter_pin": [PPIN + "#"]})
+async def test_a_pin_without_hash_typed_during_the_menu_ends_on_the_inter_digit_timeout(
+) -> None:
+    ch = FakeChannel({"enter_pin": [""], "choose_language": [(PPIN, 1.0)]})
     access = FakeAccess(R1)
     assert await run(ch, access, Language.EN) is IvrOutcome.JOINED
-    assert ch.transcript[:3] == ["en/welcome!", "~choose_language", "fr/enter_pin!"]
-    assert ch.started["fr/enter_pin"] < 1.0  # no menu timeout was waited
+    assert access.joined == [(1, Role.PARTICIPANT, Language.EN)]
+
+
+async def test_a_caller_typing_the_pin_one_second_after_the_answer_joins() -> None:
+    ch = FakeChannel({"welcome": [(PPIN + "#", 1.0)]})
+    access = FakeAccess(R1)
+    assert await run(ch, access, Language.EN) is IvrOutcome.JOINED
+    # the first key cut the welcome and, being no language choice, began the PIN
+    assert ch.transcript == ["en/welcome!", "en/first_participant"]
+    assert access.joined == [(1, Role.PARTICIPANT, Language.EN)]
+    assert access.rejections == []
+
+
+async def test_a_language_key_during_the_welcome_then_the_pin() -> None:
+    ch = FakeChannel({"welcome": [("3" + PPIN + "#", 1.0)]})
+    access = FakeAccess(R1)
+    assert await run(ch, access, Language.EN) is IvrOutcome.JOINED
+    assert ch.transcript[:2] == ["en/welcome!", "fr/enter_pin!"]
+    assert access.joined == [(1, Role.PARTICIPANT, Language.FR)]
+
+
+async def test_a_pin_starting_with_a_language_key_typed_at_the_pin_prompt_is_a_pin() -> None:
+    r = room(5, participant_pin="3141596")
+    ch = FakeChannel({"enter_pin": [(r.participant_pin + "#", 0.5)]})
+    access = FakeAccess(r)
+    assert await run(ch, access, Language.DE) is IvrOutcome.JOINED
+    assert ch.transcript[:2] == ["de/welcome", "de/enter_pin!"]
+    assert access.joined == [(5, Role.PARTICIPANT, Language.DE)]
 
 
 # -- PIN ----------------------------------------------------------------------------------------
@@ -311,7 +347,7 @@ async def test_three_wrong_pins_record_three_rejections_and_hang_up() -> None:
     access = FakeAccess(R1)
     assert await run(ch, access) is IvrOutcome.WRONG_PIN
     assert access.rejections == [(RejectionReason.WRONG_PIN, None)] * 3
-    assert ch.transcript[2:] == [
+    assert ch.transcript[1:] == [
         "en/enter_pin!", "en/wrong_pin", "en/enter_pin!", "en/wrong_pin", "en/enter_pin",
         "en/too_many_attempts_goodbye", "hangup",
     ]
@@ -330,7 +366,7 @@ async def test_barge_in_on_wrong_pin_prompt_takes_the_next_pin() -> None:
     ch = FakeChannel({"enter_pin": ["111222#"], "wrong_pin": [PPIN + "#"]})
     access = FakeAccess(R1)
     assert await run(ch, access) is IvrOutcome.JOINED
-    assert ch.transcript[2:5] == ["en/enter_pin!", "en/wrong_pin!", "~en/enter_pin"]
+    assert ch.transcript[1:4] == ["en/enter_pin!", "en/wrong_pin!", "~en/enter_pin"]
 
 
 async def test_silence_uses_up_the_tries_without_recording_guesses() -> None:
@@ -338,7 +374,8 @@ async def test_silence_uses_up_the_tries_without_recording_guesses() -> None:
     access = FakeAccess(R1)
     assert await run(ch, access) is IvrOutcome.WRONG_PIN
     assert access.rejections == []
-    assert ch.transcript.count("en/enter_pin") == 3
+    # the greeting's prompt, then one per try (after the menu)
+    assert ch.transcript.count("en/enter_pin") == 4
     assert ch.transcript[-2:] == ["en/too_many_attempts_goodbye", "hangup"]
     assert ch.now >= TIMERS.language + 3 * TIMERS.pin_first_digit
 
@@ -439,13 +476,22 @@ async def test_intro_plays_before_the_count() -> None:
     assert ch.transcript[-2:] == ["intro", "en/first_participant"]
 
 
-async def test_intro_and_count_are_not_cut_by_keys() -> None:
-    ch = FakeChannel({"enter_pin": [PPIN + "#"], "intro": ["*1*1"]})
+async def test_intro_and_count_are_cut_by_a_key_which_is_then_forgotten() -> None:
+    ch = FakeChannel({"enter_pin": [PPIN + "#"], "intro": [("*1*1", 0.1)]})
     access = FakeAccess(R1)
     access.intros[1] = INTRO
     access.add(R1, "a")
     assert await run(ch, access) is IvrOutcome.JOINED
-    assert ch.transcript[-2:] == ["intro", "en/there_is_one"]
+    assert ch.transcript[-3:] == ["intro!", "~en/there_is_one", "stop"]
+    assert access.joined == [(1, Role.PARTICIPANT, Language.EN)]
+
+
+async def test_the_goodbye_after_wrong_pins_is_cut_by_a_key() -> None:
+    ch = FakeChannel({"enter_pin": ["111222#", "333444#", "555666#"],
+                      "too_many_attempts_goodbye": [("9", 0.1)]})
+    access = FakeAccess(R1)
+    assert await run(ch, access) is IvrOutcome.WRONG_PIN
+    assert ch.transcript[-2:] == ["en/too_many_attempts_goodbye!", "hangup"]
 
 
 async def test_waiting_for_the_moderator_holds_then_joins() -> None:
@@ -495,4 +541,4 @@ def test_any_keys_end_in_join_or_hangup(welcome: str, menu: str, pins: list[str]
         assert outcome is IvrOutcome.WRONG_PIN
         assert ch.transcript[-1] == "hangup" and access.joined == []
     prompts = [t.lstrip("~").rstrip("!") for t in ch.transcript]
-    assert 1 <= sum(p.endswith("/enter_pin") for p in prompts) <= 3
+    assert 1 <= sum(p.endswith("/enter_pin") for p in prompts) <= 4
