@@ -54,7 +54,7 @@ class RuntimeMetrics:
         app = self.app
         media = app.media
         engine = media.engine
-        legs = {"main": len(engine)}
+        legs = {"main": int(engine.leg_count)}
         pool = getattr(app, "pool", None)
         restarts = 0
         if pool is not None:
@@ -62,7 +62,7 @@ class RuntimeMetrics:
                 legs[f"worker-{index}"] = count
             restarts = int(getattr(pool, "restarted", 0))
         lost = 0
-        for leg_id in list(getattr(engine, "_legs", {})):
+        for leg_id in list(getattr(engine, "_legs", {})):  # the engine lists no legs publicly
             received = engine.session(leg_id).receiver_stats
             if received is not None:
                 lost += max(0, int(received.lost))

@@ -8,6 +8,7 @@ HTTP errors (unknown route, wrong method, a body too large), into an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -117,3 +118,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail = f"{request.method} is not allowed on {request.path}"
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return problem_response(ProblemError(exc.status, detail, headers=headers), request.path)
+    except (ConnectionError, asyncio.CancelledError):
+        raise
+    except Exception:  # a bug: logged with its traceback, answered as a problem, never hidden
+        log.exception("%s %s failed", request.method, request.path)
+        return problem_response(ProblemError(500, "the bridge failed to answer this request; "
+                                                  "see its log"), request.path)

@@ -20,14 +20,15 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.codecs.g711 import Codec
 from bridge.conference.enums import Language, LeaveReason
 from bridge.config import Config, MediaConfig, RtpConfig, SipConfig, WebConfig
 from bridge.ivr.flows import IvrTimers
-from bridge.media.prompts import PromptLibrary, default_prompts_dir
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
+from bridge.runtime.prompt_files import load_prompts
 from bridge.runtime.serve import ProcessHealth
 from bridge.store.base import RejectionReason
 from bridge.store.sqlite import SqliteStore
@@ -43,12 +44,13 @@ from tests.integration.webclient import Api, acli, check_schema
 from tests.interop.audio import tone_levels
 
 short_prompts = _short_prompts
+PACKAGED_PROMPTS = Path(__file__).resolve().parents[2] / "bridge" / "prompts"
 MODERATOR, PARTICIPANT, LATE = "+4915100000301", "+4915100000302", "+4915100000303"
 
 
 def prompt_tone(name: str, language: str = "en") -> float:
     """The frequency ``short_prompts`` gave the prompt ``language/name.wav``."""
-    real = default_prompts_dir()
+    real = PACKAGED_PROMPTS
     paths = sorted(real.rglob("*.wav"))
     return 300.0 + 7 * paths.index(real / language / f"{name}.wav")
 
@@ -122,7 +124,7 @@ async def web(request: pytest.FixtureRequest, tmp_path: Path,
         store,
         ControllerConfig(node_id="test-node",
                          ivr=IvrTimers(language=1.0, pin_first_digit=3.0, pin_inter_digit=2.0)),
-        PromptLibrary(short_prompts),
+        load_prompts(short_prompts),
     )
     app = BridgeApp(config, controller)
     controller.attach(app)
@@ -291,6 +293,21 @@ async def test_access_is_scoped_to_the_token(web: Web) -> None:
     assert (await api.as_token(None).get(f"/api/v1/conferences/{room}")).status == 401
     assert (await api.as_token(web.tokens["revoked"]).get("/api/v1/conferences")).status == 401
 
+    # /metrics of the running bridge parses with prometheus-client's own parser
+    metrics = await api.as_token(None).get("/metrics")
+    assert metrics.status == 200, metrics.body
+    families = {f.name: f for f in text_string_to_metric_families(metrics.body)}
+    assert families["bridge_calls_answered"].samples[0].value >= 1
+    assert families["bridge_calls_active"].samples[0].value == 1
+    legs = {s.labels["process"]: s.value for s in families["bridge_legs"].samples}
+    assert sum(legs.values()) == 1
+    assert families["bridge_rtp_packets_sent"].samples[0].value > 0
+    lateness = families["bridge_tick_lateness_seconds"]
+    [count] = [s.value for s in lateness.samples if s.name.endswith("_count")]
+    assert count > 10
+    health = await api.as_token(None).get("/healthz")
+    assert health.status == 200 and health.body["checks"]["media_clock"]["ok"], health.body
+
     # the CLI on the running bridge
     base = ("--url", web.url, "--token", web.tokens["acme"])
     code, out, err = await acli("conferences", "list", *base)
@@ -317,3 +334,21 @@ async def test_access_is_scoped_to_the_token(web: Web) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await api.session.ws_connect(f"{web.url}/api/v1/events")
     assert refused.value.status == 401
+
+
+async def test_healthz_turns_503_when_the_media_clock_stalls(web: Web) -> None:
+    public = web.api.as_token(None)
+    await until(lambda: web.app.media.ticks > 5, "the media clock ticking")
+    ok = await public.get("/healthz")
+    assert ok.status == 200 and ok.body["status"] == "ok", ok.body
+    timer = web.app.media._timer  # stall the media clock on purpose: its next tick is dropped
+    assert timer is not None
+    timer.cancel()
+    await asyncio.sleep(1.3)
+    stalled = await public.get("/healthz")
+    assert stalled.status == 503, stalled.body
+    assert stalled.body["checks"]["media_clock"]["ok"] is False
+    assert stalled.body["checks"]["event_loop"]["ok"] is True
+    web.app.media._arm()  # the clock runs again: healthy again
+    await asyncio.sleep(0.1)
+    assert (await public.get("/healthz")).status == 200
