@@ -11,7 +11,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "replay", help="replay the calling side of a trace's calls against a target")
     p.add_argument("trace", metavar="TRACE", type=Path, help="pcap or pcapng file")
-    p.add_argument("--target", metavar="HOST:PORT", required=True)
+    p.add_argument("outdir", metavar="OUTDIR", type=Path, nargs="?",
+                   help="with --to-sipp: where the scenario and RTP pcap go")
+    p.add_argument("--target", metavar="HOST:PORT", help="the SIP address to replay against")
+    p.add_argument("--to-sipp", action="store_true",
+                   help="write one call (--call) as a SIPp scenario and RTP pcap into OUTDIR")
     p.add_argument("--call", metavar="CALL-ID", action="append", default=[],
                    help="replay only this call (repeatable)")
     p.add_argument("--speed", metavar="X", type=float, default=1.0,

@@ -31,7 +31,7 @@ import sys
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -386,8 +386,9 @@ class Player:
         self._pump()
         answered = asyncio.create_task(leg.answered.wait())
         ended = asyncio.create_task(leg.ended.wait())
-        await asyncio.wait({answered, ended}, timeout=ANSWER_TIMEOUT,
-                           return_when=asyncio.FIRST_COMPLETED)
+        cancel_at = _caller_request_offset(call, "CANCEL", invite.time if invite else call.start)
+        await asyncio.wait({answered, ended}, return_when=asyncio.FIRST_COMPLETED,
+                           timeout=ANSWER_TIMEOUT if cancel_at is None else cancel_at / speed)
         answered.cancel()
         if leg.answer_at is None:
             if not leg.ended.is_set():
@@ -398,7 +399,7 @@ class Player:
         leg.result.answer_delay = leg.answer_at - leg.sent_at
         trace_answer = call.answer_time or call.start
         sender = asyncio.create_task(self._send_media(call, leg, rtp, trace_answer))
-        bye_offset = _caller_bye_offset(call, trace_answer)
+        bye_offset = _caller_request_offset(call, "BYE", trace_answer)
         try:
             if bye_offset is not None:
                 with contextlib.suppress(TimeoutError):
@@ -488,11 +489,12 @@ class Player:
         self.legs.pop(leg.handle, None)
 
 
-def _caller_bye_offset(call: Call, trace_answer: float) -> float | None:
+def _caller_request_offset(call: Call, method: str, since: float) -> float | None:
+    """Seconds from ``since`` to the calling side's first ``method`` request in the trace."""
     for record in call.messages:
         m = record.message
-        if isinstance(m, SipRequest) and m.method == "BYE" and call.from_caller(record):
-            return max(0.0, record.time - trace_answer)
+        if isinstance(m, SipRequest) and m.method == method and call.from_caller(record):
+            return max(0.0, record.time - since)
     return None
 
 
@@ -566,16 +568,39 @@ def parse_target(text: str) -> Addr:
     return host.strip("[]"), int(port)
 
 
+def _to_sipp(calls: list[Call], outdir: Path) -> int:
+    from bridge.replay.tosipp import write_sipp
+
+    if len(calls) != 1:
+        raise TraceError(f"--to-sipp writes one call: name it with --call "
+                         f"({len(calls)} calls in the trace)")
+    try:
+        scenario, pcap = write_sipp(calls[0], outdir)
+    except OSError as exc:
+        raise TraceError(f"cannot write to {outdir}: {exc.strerror}") from None
+    flag = "t1" if calls[0].transport == "TCP" else "u1"
+    print(f"wrote {scenario} and {pcap}; run from {outdir}: sipp HOST:PORT -sf "
+          f"{scenario.name} -t {flag} -m 1 -i IP -mi IP")
+    return EXIT_OK
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         if not args.speed > 0 or args.repeat < 1:
             raise TraceError("--speed must be > 0 and --repeat >= 1")
-        target = parse_target(args.target)
+        if args.to_sipp:
+            if args.outdir is None:
+                raise TraceError("--to-sipp needs TRACE and OUTDIR")
+        elif args.target is None or args.outdir is not None:
+            raise TraceError("expected TRACE --target HOST:PORT (or --to-sipp TRACE OUTDIR)")
+        target = parse_target(args.target) if not args.to_sipp else ("", 0)
         try:
             data = args.trace.read_bytes()
         except OSError as exc:
             raise TraceError(f"cannot read {args.trace}: {exc.strerror}") from None
         calls = read_trace(data).select(args.call)
+        if args.to_sipp:
+            return _to_sipp(calls, cast(Path, args.outdir))
     except TraceError as exc:
         print(f"bridge replay: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -105,15 +105,30 @@ async def replay_cli(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+async def sipp_from_trace(trace: Path, outdir: Path, target: str, transport: str) -> None:
+    """``bridge replay --to-sipp`` then the scenario run by real SIPp to its end."""
+    code, out, err = await replay_cli("--to-sipp", str(trace), str(outdir))
+    assert code == 0, out + err
+    require_binary("sipp")
+    result = await run_sipp(str(outdir / "scenario.xml"), target, tmp=outdir,
+                            transport=transport, timeout=25.0)
+    assert result.returncode == 0, result.stdout[-2000:] + result.logs
+
+
 async def test_checked_in_udp_and_tcp_traces_replay_like_the_trace(
         dialin: Dialin, tmp_path: Path) -> None:  # noqa: F811 (the fixture)
+    """The traces of real SIPp calls replay over UDP and TCP (bridge replay as a subprocess,
+    JSON and WAV written), and the --to-sipp scenario of each runs with real SIPp to its end;
+    all four callers get into the room with the trace's PIN."""
     room = await dialin.room("Trace", PIN, "902716")
     report = tmp_path / "report.json"
     wavs = tmp_path / "wavs"
-    (code, out, err), (code_tcp, out_tcp, err_tcp) = await asyncio.gather(
+    (code, out, err), (code_tcp, out_tcp, err_tcp), _, _ = await asyncio.gather(
         replay_cli(str(TRACES / "sipp_udp.pcap"), "--target", dialin.target,
                    "--json", str(report), "--wav-dir", str(wavs)),
-        replay_cli(str(TRACES / "sipp_tcp.pcap"), "--target", dialin.target))
+        replay_cli(str(TRACES / "sipp_tcp.pcap"), "--target", dialin.target),
+        sipp_from_trace(TRACES / "sipp_udp.pcap", tmp_path / "sipp-udp", dialin.target, "u1"),
+        sipp_from_trace(TRACES / "sipp_tcp.pcap", tmp_path / "sipp-tcp", dialin.target, "t1"))
     assert code == 0, out + err
     assert code_tcp == 0, out_tcp + err_tcp
     assert "1 of 1 calls behaved like the trace" in out_tcp
@@ -123,9 +138,9 @@ async def test_checked_in_udp_and_tcp_traces_replay_like_the_trace(
     assert "".join(d["digit"] for d in call["digits_sent"]) == "2" + PIN + "#"
     assert call["audio_received"]["seconds"] > 3 and not call["audio_received"]["silent"]
     assert Path(call["audio_received"]["wav"]).stat().st_size > 40000
-    # both replayed callers got into the room with the trace's PIN (a record per joined leg)
-    records = await until(lambda: closed_records(dialin, room, 2), "two closed records", 5)
-    assert len(records) == 2 and all("+498900000440" in r.caller for r in records)
+    # every caller got into the room with the trace's PIN (a record per joined leg)
+    records = await until(lambda: closed_records(dialin, room, 4), "four closed records", 5)
+    assert len(records) == 4 and all("+498900000440" in r.caller for r in records)
 
 
 # -- acceptance: a three-party conference captured, then replayed against a fresh bridge -------
@@ -199,3 +214,25 @@ async def test_a_captured_three_party_conference_replays_against_a_fresh_bridge(
                                   f"{joined} closed call records (the PIN was accepted)")
             assert len(records) == joined
         assert await second.rejections() == []
+
+
+async def test_a_target_that_answers_otherwise_exits_1_with_the_difference(
+        tmp_path: Path) -> None:
+    """A bridge that refuses the caller's network answers 403: the report says so, exit 1."""
+    config = bridge_config(tmp_path)
+    config = dataclasses.replace(
+        config, sip=dataclasses.replace(config.sip, allowed_networks=("192.0.2.0/24",)))
+    app = BridgeApp(config)
+    await app.start()
+    try:
+        report = tmp_path / "report.json"
+        code, out, err = await replay_cli(str(TRACES / "sipp_udp.pcap"), "--target",
+                                          f"{LOOPBACK}:{app.local[1]}", "--json", str(report))
+    finally:
+        await app.stop()
+    assert code == 1, out + err
+    assert "0 of 1 calls behaved like the trace" in out and "DIFFERS" in out
+    [call] = json.loads(report.read_text())["calls"]
+    assert call["statuses"] == ["403 INVITE"] and call["verdict"] == "differs"
+    assert "responses ['403 INVITE'] instead of ['200 INVITE', '200 BYE']" in call["differences"]
+    assert call["digits_sent"] == [] and call["packets_sent"] == 0
