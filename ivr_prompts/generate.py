@@ -9,8 +9,9 @@ Pipeline per file: espeak-ng (22.05 kHz) -> sox ``highpass 100 rate -v 8000`` (n
 output is bit-for-bit reproducible) -> bridge.media.wavimport.condition (active level -20 dBFS,
 peak limiter at -3 dBFS, silence trimmed to 100 ms) -> 8 kHz mono 16-bit PCM WAV.
 
-Outputs: <lang>/<prompt_id>.wav, <lang>/numbers/<n>.wav and shared/<id>.wav (multilingual prompts
-such as the language menu, each part in its own voice). Standard library + numpy only.
+Outputs (under bridge/prompts/, package data of the wheel): <lang>/<prompt_id>.wav,
+<lang>/numbers/<n>.wav and shared/<id>.wav (multilingual prompts such as the language menu, each
+part in its own voice). Standard library + numpy only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+OUT = HERE.parent / "bridge" / "prompts"  # where the package finds them (importlib.resources)
 sys.path.insert(0, str(HERE.parent))
 
 from bridge.media.wavimport import (  # noqa: E402
@@ -63,6 +65,7 @@ def load_manifest(root: Path) -> dict[str, Any]:
 
 
 def build_jobs(root: Path, manifest: dict[str, Any], langs: list[str]) -> list[Job]:
+    """The files to make under ``root`` (the output directory)."""
     voices = {
         lang: Voice(str(v["voice"]), int(v["speed"]), int(v["pitch"]))
         for lang, v in manifest["voices"].items()
@@ -126,8 +129,8 @@ def render(job: Job, target: LevelTarget) -> bytes:
     return encode_wav(to_int16(audio), RATE)
 
 
-def generate(root: Path, langs: list[str], jobs_n: int) -> int:
-    manifest = load_manifest(root)
+def generate(source: Path, root: Path, langs: list[str], jobs_n: int) -> int:
+    manifest = load_manifest(source)
     fmt = manifest["format"]
     target = LevelTarget(
         rms_dbfs=float(fmt["rms_dbfs"]),
@@ -151,8 +154,8 @@ def generate(root: Path, langs: list[str], jobs_n: int) -> int:
     return 0
 
 
-def check(root: Path, langs: list[str]) -> int:
-    manifest = load_manifest(root)
+def check(source: Path, root: Path, langs: list[str]) -> int:
+    manifest = load_manifest(source)
     jobs = build_jobs(root, manifest, langs)
     problems = 0
     for job in jobs:
@@ -184,15 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="verify files, generate nothing")
     ap.add_argument("--only", action="append", metavar="LANG", help="restrict to a language")
     ap.add_argument("--jobs", type=int, default=4, help="parallel synthesis jobs")
-    ap.add_argument("--root", type=Path, default=HERE, help="prompt directory (manifest.toml)")
+    ap.add_argument("--root", type=Path, default=HERE, help="directory of manifest.toml")
+    ap.add_argument("--out", type=Path, default=OUT, help="output directory (bridge/prompts)")
     args = ap.parse_args(argv)
-    root: Path = args.root.resolve()
-    langs = sorted(load_manifest(root)["voices"])
+    source: Path = args.root.resolve()
+    out: Path = args.out.resolve()
+    langs = sorted(load_manifest(source)["voices"])
     if args.only:
         langs = [lang for lang in langs if lang in args.only]
     if args.check:
-        return check(root, langs)
-    return generate(root, langs, max(1, args.jobs))
+        return check(source, out, langs)
+    return generate(source, out, langs, max(1, args.jobs))
 
 
 if __name__ == "__main__":

@@ -270,8 +270,8 @@ async def _serve(config: BridgeWorkerConfig, uvloop: bool, directory: Path) -> N
     controller: CallController
     store = None
     if config.routing == "conference":
-        from bridge.media.prompts import PromptLibrary
         from bridge.runtime.controller import ConferenceController, ControllerConfig
+        from bridge.runtime.prompt_files import load_prompts
         from bridge.store.sqlite import SqliteStore
 
         store = await SqliteStore.open(db_path)
@@ -279,7 +279,7 @@ async def _serve(config: BridgeWorkerConfig, uvloop: bool, directory: Path) -> N
         # source address, or a few mistyped PINs would lock every later caller out.
         controller = ConferenceController(
             store, ControllerConfig(node_id="bench", trusted_networks=("127.0.0.0/8",)),
-            PromptLibrary(bridge.prompts_dir))
+            load_prompts(bridge.prompts_dir))
     else:
         controller = DirectRoomController()
     app = BridgeApp(bridge, controller)

@@ -61,12 +61,13 @@ from typing import Protocol
 from bridge.conference.enums import Admission, Language, Role
 from bridge.conference.model import Room
 from bridge.conference.pins import DEFAULT_PIN_POLICY, PinPolicy
-from bridge.media.prompts import Clip, PromptLibrary
+from bridge.media.prompts import COUNT_PROMPTS, Clip, PromptLibrary
 from bridge.media.tones import hold_music
 from bridge.store.base import RejectionReason
 
 __all__ = [
     "LANGUAGE_KEYS",
+    "PROMPT_IDS",
     "Channel",
     "CollectEnd",
     "CollectSpec",
@@ -205,6 +206,13 @@ _REFUSALS: dict[Admission, tuple[str, RejectionReason, IvrOutcome]] = {
     Admission.NOT_STARTED: ("goodbye", RejectionReason.NOT_STARTED, IvrOutcome.NOT_STARTED),
     Admission.ENDED: ("goodbye", RejectionReason.ENDED, IvrOutcome.ENDED),
 }
+
+#: Every prompt the dial-in script can play (``bridge serve`` refuses to start without them).
+PROMPT_IDS: frozenset[str] = frozenset(
+    {"welcome", "choose_language", "invalid_choice", "enter_pin", "wrong_pin",
+     "too_many_attempts_goodbye", "waiting_for_moderator"}
+    | {prompt for prompt, _, _ in _REFUSALS.values()}
+) | COUNT_PROMPTS
 
 
 def _pin_spec(timers: IvrTimers) -> CollectSpec:

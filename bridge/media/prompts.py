@@ -7,34 +7,41 @@ Layout of a prompt directory (see ivr_prompts/README.md)::
     <root>/shared/<prompt_id>.wav          multilingual prompts (choose_language)
 
 Every file is 8 kHz mono 16-bit PCM (RFC 3551 section 4.5.14 L16 sampling for G.711 legs).
-:class:`PromptLibrary` loads files lazily and caches them as read-only int16 arrays;
-:class:`PromptPlayer` turns a queue of clips into exactly one 160-sample (20 ms, RFC 3551
-section 4.5.14 default packetisation) frame per media tick.
+:class:`PromptLibrary` holds the decoded clips (read-only int16 arrays; the files are read by
+the runtime's adapter :mod:`bridge.runtime.prompt_files`, the package data under
+``bridge/prompts/`` by default); :class:`PromptPlayer` turns a queue of clips into exactly
+one 160-sample (20 ms, RFC 3551 section 4.5.14 default packetisation) frame per media tick.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import wave
 from collections import deque
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "COUNT_PROMPTS",
     "FRAME_SAMPLES",
+    "HELP_PROMPTS",
+    "MAX_NUMBER",
+    "NUMBERS_DIR",
     "SAMPLE_RATE",
+    "SHARED_DIR",
     "Clip",
     "PromptError",
     "PromptFormatError",
     "PromptLibrary",
     "PromptNotFoundError",
     "PromptPlayer",
-    "default_prompts_dir",
-    "load_clip",
+    "decode_clip",
+    "prompt_key",
+    "valid_name",
 ]
 
 SAMPLE_RATE: Final = 8000
@@ -60,103 +67,94 @@ class PromptFormatError(PromptError, ValueError):
     """A prompt file exists but is not 8 kHz mono 16-bit PCM WAV."""
 
 
-def default_prompts_dir() -> Path:
-    """``ivr_prompts/`` next to the ``bridge`` package (the repository root)."""
-    return Path(__file__).resolve().parents[2] / "ivr_prompts"
+def decode_clip(data: bytes, name: str = "prompt") -> Clip:
+    """Decode an 8 kHz mono 16-bit PCM WAV file's bytes into a read-only int16 array.
 
-
-def load_clip(path: Path) -> Clip:
-    """Read an 8 kHz mono 16-bit PCM WAV file into a read-only int16 array.
-
-    Raises :class:`PromptNotFoundError` if the file is missing and :class:`PromptFormatError`
-    (naming the file and what is wrong) for any other format.
+    Raises :class:`PromptFormatError` (naming ``name`` and what is wrong) for anything else.
     """
     try:
-        with wave.open(str(path), "rb") as w:
+        with wave.open(io.BytesIO(data), "rb") as w:
             rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
             comp = w.getcomptype()
             if (rate, channels, width, comp) != (SAMPLE_RATE, 1, 2, "NONE"):
                 raise PromptFormatError(
-                    f"{path}: need 8000 Hz mono 16-bit PCM, got {rate} Hz, {channels} channel(s), "
+                    f"{name}: need 8000 Hz mono 16-bit PCM, got {rate} Hz, {channels} channel(s), "
                     f"{8 * width}-bit {comp}"
                 )
             raw = w.readframes(w.getnframes())
-    except FileNotFoundError as exc:
-        raise PromptNotFoundError(f"{path}: no such prompt file") from exc
     except (wave.Error, EOFError) as exc:
-        raise PromptFormatError(f"{path}: not a valid WAV file ({exc})") from exc
+        raise PromptFormatError(f"{name}: not a valid WAV file ({exc})") from exc
     clip = np.frombuffer(raw, dtype="<i2").astype(np.int16)
     clip.flags.writeable = False
     return clip
 
 
-class PromptLibrary:
-    """Lazy, caching access to the prompt WAVs under ``root``.
+def prompt_key(lang: str, prompt_id: str | int) -> str:
+    """The library key of a prompt (``en/welcome``) or a spoken number (``en/numbers/7``):
+    its path under a prompt directory, without ``.wav``."""
+    if isinstance(prompt_id, int):
+        return f"{lang}/{NUMBERS_DIR}/{prompt_id}"
+    return f"{lang}/{prompt_id}"
 
-    ``root`` defaults to :func:`default_prompts_dir`.
+
+def valid_name(name: str) -> bool:
+    """A language or prompt id the library accepts (lower case, digits, ``_``, ``-``)."""
+    return _NAME.fullmatch(name) is not None
+
+
+class PromptLibrary:
+    """The decoded prompt clips, by key (see :func:`prompt_key`; ``shared/<id>`` for the
+    multilingual prompts). Reading files is the runtime's job
+    (:mod:`bridge.runtime.prompt_files`); this class only picks clips.
 
     Clips are shared read-only arrays; never modify them.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
-        self._root = (root if root is not None else default_prompts_dir()).resolve()
-        self._cache: dict[Path, Clip] = {}
+    def __init__(self, clips: Mapping[str, Clip] | None = None) -> None:
+        self._clips: dict[str, Clip] = dict(clips or {})
 
-    @property
-    def root(self) -> Path:
-        return self._root
+    def __len__(self) -> int:
+        return len(self._clips)
 
     @property
     def languages(self) -> tuple[str, ...]:
-        """Language folders present under the root (e.g. ``("de", "en", "fr")``)."""
-        if not self._root.is_dir():
-            return ()
-        return tuple(
-            sorted(
-                p.name
-                for p in self._root.iterdir()
-                if p.is_dir() and p.name != SHARED_DIR and _NAME.fullmatch(p.name)
-            )
-        )
+        """Languages with at least one clip (e.g. ``("de", "en", "fr")``)."""
+        return tuple(sorted({k.split("/", 1)[0] for k in self._clips} - {SHARED_DIR}))
 
-    def _path(self, lang: str, prompt_id: str) -> Path:
-        if not _NAME.fullmatch(lang):
+    def _key(self, lang: str, prompt_id: str) -> str:
+        if not valid_name(lang):
             raise PromptNotFoundError(f"invalid language {lang!r}")
-        if not _NAME.fullmatch(prompt_id):
+        if not valid_name(prompt_id):
             raise PromptNotFoundError(f"invalid prompt id {prompt_id!r}")
-        own = self._root / lang / f"{prompt_id}.wav"
-        if own.is_file():
+        own = prompt_key(lang, prompt_id)
+        if own in self._clips:
             return own
-        shared = self._root / SHARED_DIR / f"{prompt_id}.wav"
-        if shared.is_file():
+        shared = prompt_key(SHARED_DIR, prompt_id)
+        if shared in self._clips:
             return shared
-        raise PromptNotFoundError(f"no prompt {prompt_id!r} for language {lang!r} in {self._root}")
-
-    def _load(self, path: Path) -> Clip:
-        clip = self._cache.get(path)
-        if clip is None:
-            clip = load_clip(path)
-            self._cache[path] = clip
-        return clip
+        raise PromptNotFoundError(f"no prompt {prompt_id!r} for language {lang!r}")
 
     def has(self, lang: str, prompt_id: str) -> bool:
         try:
-            self._path(lang, prompt_id)
+            self._key(lang, prompt_id)
         except PromptNotFoundError:
             return False
         return True
 
     def get(self, lang: str, prompt_id: str) -> Clip:
-        """``<lang>/<prompt_id>.wav``, else ``shared/<prompt_id>.wav``."""
-        return self._load(self._path(lang, prompt_id))
+        """``<lang>/<prompt_id>``, else ``shared/<prompt_id>``."""
+        return self._clips[self._key(lang, prompt_id)]
 
     def number(self, lang: str, n: int) -> Clip:
         """The spoken number ``n`` (0..100) in ``lang``."""
         if not 0 <= n <= MAX_NUMBER:
             raise PromptNotFoundError(f"no spoken number {n} (only 0..{MAX_NUMBER})")
-        if not _NAME.fullmatch(lang):
+        if not valid_name(lang):
             raise PromptNotFoundError(f"invalid language {lang!r}")
-        return self._load(self._root / lang / NUMBERS_DIR / f"{n}.wav")
+        clip = self._clips.get(prompt_key(lang, n))
+        if clip is None:
+            raise PromptNotFoundError(f"no spoken number {n} for language {lang!r}")
+        return clip
 
     def sequence(self, lang: str, *items: str | int) -> list[Clip]:
         """Clips for a mix of prompt ids (``str``) and numbers (``int``), in order."""
@@ -184,18 +182,23 @@ class PromptLibrary:
         """The keypad help for the caller's role."""
         return self.sequence(lang, "help_moderator" if moderator else "help_participant")
 
-    def preload(self, prompt_ids: Iterable[str], langs: Iterable[str] | None = None) -> int:
-        """Load (and so validate) the given prompts and all numbers; return the clip count."""
-        count = 0
-        ids = list(prompt_ids)
-        for lang in langs if langs is not None else self.languages:
-            for pid in ids:
-                self.get(lang, pid)
-                count += 1
-            for n in range(MAX_NUMBER + 1):
-                self.number(lang, n)
-                count += 1
-        return count
+    def missing(self, langs: Iterable[str], prompt_ids: Iterable[str]) -> list[str]:
+        """What ``langs`` lack of ``prompt_ids`` (shared fallback allowed) and of the spoken
+        numbers 0..100, as keys (``fr/welcome``, ``de/numbers/7``); empty: complete."""
+        ids = sorted(set(prompt_ids))
+        out: list[str] = []
+        for lang in langs:
+            out.extend(prompt_key(lang, pid) for pid in ids if not self.has(lang, pid))
+            out.extend(prompt_key(lang, n) for n in range(MAX_NUMBER + 1)
+                       if prompt_key(lang, n) not in self._clips)
+        return out
+
+
+#: The participant-count announcement's prompts (:meth:`PromptLibrary.participant_count`).
+COUNT_PROMPTS: Final = frozenset({"first_participant", "only_participant", "there_is_one",
+                                  "there_are", "participants", "many_participants"})
+#: The keypad help (:meth:`PromptLibrary.help`).
+HELP_PROMPTS: Final = frozenset({"help_participant", "help_moderator"})
 
 
 class PromptPlayer:

@@ -83,10 +83,11 @@ from bridge.ivr.flows import (
     dial_in,
 )
 from bridge.media.engine import LegDigitReceived, MediaEvent, PromptFinished, TalkingChanged
-from bridge.media.prompts import Clip, PromptError, PromptLibrary, load_clip
+from bridge.media.prompts import Clip, PromptError, PromptLibrary
 from bridge.media.tones import join_tone, leave_tone
 from bridge.runtime.calls import CallHost
 from bridge.runtime.calls import Leg as AppLeg
+from bridge.runtime.prompt_files import load_clip, load_prompts
 from bridge.service.live import (
     ConferenceView,
     EventHub,
@@ -311,7 +312,7 @@ class ConferenceController:
                  prompts: PromptLibrary | None = None) -> None:
         self.store = store
         self.config = config
-        self.prompts = prompts if prompts is not None else PromptLibrary()
+        self.prompts = prompts if prompts is not None else load_prompts()
         self.active: dict[int, _Active] = {}
         self.calls: dict[str, _Call] = {}
         self._offers: dict[str, tuple[AccessNumber, str, float]] = {}

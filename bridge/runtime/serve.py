@@ -22,6 +22,7 @@ from typing import cast
 
 from bridge.config import Config
 from bridge.media.prompts import PromptError, PromptLibrary
+from bridge.runtime import prompt_files
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
 from bridge.service.live import ConferenceService, Health
@@ -90,15 +91,22 @@ def default_start_web() -> StartWeb:
 
 
 def load_prompts(config: Config) -> PromptLibrary | None:
-    """The prompts, every one loaded (and so validated) now: a missing or malformed file is an
-    error at start, not a silent failure in the middle of somebody's call."""
-    prompts = PromptLibrary(config.prompts_dir)
+    """Every prompt, read and decoded now (package data, or ``prompts_dir``). A malformed
+    file, or any prompt the IVR can play missing for de, en or fr, is one error line at start
+    (None), never a running bridge that fails in the middle of somebody's call."""
+    where = prompt_files.describe(config.prompts_dir)
     try:
-        count = prompts.preload(sorted({p.stem for p in prompts.root.glob("*/*.wav")}))
+        prompts = prompt_files.load_prompts(config.prompts_dir)
     except PromptError as exc:
-        log.error("prompts in %s: %s", prompts.root, exc)
+        log.error("prompts: %s", exc)
         return None
-    log.info("%d prompts loaded from %s", count, prompts.root)
+    missing = prompt_files.missing_prompts(prompts)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                          else "")
+        log.error("prompts missing in %s: %s", where, shown)
+        return None
+    log.info("%d prompts loaded from %s", len(prompts), where)
     return prompts
 
 
@@ -117,11 +125,11 @@ def serve(config: Config, *, log_level: str = "INFO",
 
 
 async def _main(config: Config, start_web: StartWeb) -> int:
-    from bridge.store.sql import open_for_serving
-
     prompts = load_prompts(config)
     if prompts is None:
         return 1
+    from bridge.store.sql import open_for_serving  # after the check: its imports log at INFO
+
     store = await open_for_serving(config.database)
     if store is None:
         return 1

@@ -1,7 +1,7 @@
 """Dial-in conferences end to end on 127.0.0.1: a real BridgeApp with the ConferenceController,
 a real SQLite file, and test phones (SIP over UDP, RFC 4733 digits over RTP).
 
-The prompts are short generated stand-ins (0.1 s each, same ids and layout as ivr_prompts/),
+The prompts are short generated stand-ins (0.1 s each, same ids and layout as bridge/prompts/),
 so a call gets through the IVR in about a second; what the caller hears is checked in the
 unit tests of the script. Every wait is for an observable state with a generous timeout.
 """
@@ -21,9 +21,9 @@ import pytest
 from bridge.conference.enums import Language, LeaveReason, Role
 from bridge.config import Config, RtpConfig, SipConfig
 from bridge.ivr.flows import IvrTimers
-from bridge.media.prompts import PromptLibrary, default_prompts_dir
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
+from bridge.runtime.prompt_files import load_prompts
 from bridge.store.base import CallRecord, Rejection, RejectionReason
 from bridge.store.sqlite import SqliteStore
 from tests.conftest import LOOPBACK, free_port, rtp_port_block
@@ -42,9 +42,9 @@ PINS = {
 
 @pytest.fixture(scope="module")
 def short_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every prompt of ivr_prompts/ as a 0.1 s 8 kHz clip (a different tone per file)."""
+    """Every prompt of bridge/prompts/ as a 0.1 s 8 kHz clip (a different tone per file)."""
     root = tmp_path_factory.mktemp("prompts")
-    real = default_prompts_dir()
+    real = Path(__file__).resolve().parents[2] / "bridge" / "prompts"
     t = np.arange(800) / 8000
     for i, path in enumerate(sorted(real.rglob("*.wav"))):
         target = root / path.relative_to(real)
@@ -133,7 +133,7 @@ async def rig(tmp_path: Path, short_prompts: Path) -> AsyncIterator[Rig]:
         store,
         ControllerConfig(node_id="test-node",
                          ivr=IvrTimers(language=1.0, pin_first_digit=3.0, pin_inter_digit=2.0)),
-        PromptLibrary(short_prompts),
+        load_prompts(short_prompts),
     )
     app = BridgeApp(config, controller)
     host, port = await app.start()

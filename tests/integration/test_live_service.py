@@ -107,7 +107,7 @@ async def test_the_service_lists_the_participants_and_web_commands_act_on_them(
                                                           announce=False))
     assert isinstance(left, ev.ParticipantLeft) and left.reason is LeaveReason.KICKED
     assert left.by == "web" and not left.announce
-    assert (await other.wait_ended(timeout=2.0)).reason == "remote_bye"
+    assert (await other.wait_ended(timeout=10.0)).reason == "remote_bye"
     [record] = await eventually(lambda: _closed(rig.records("+4915100000202")), "closed")
     assert record.leave_reason is LeaveReason.KICKED
 

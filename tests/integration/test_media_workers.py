@@ -34,10 +34,10 @@ from bridge.media.engine import (
     PromptFinished,
     TalkingChanged,
 )
-from bridge.media.prompts import PromptLibrary
 from bridge.rtp.packet import RtpPacket, is_rtcp, parse_rtp
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
+from bridge.runtime.prompt_files import load_prompts
 from bridge.runtime.workers import WorkerPool
 from bridge.store.base import CallRecord
 from bridge.store.sqlite import SqliteStore
@@ -151,7 +151,7 @@ async def rig(tmp_path: Path, short_prompts: Path) -> AsyncIterator[Rig]:  # noq
         store,
         ControllerConfig(node_id="test-node",
                          ivr=IvrTimers(language=1.0, pin_first_digit=3.0, pin_inter_digit=2.0)),
-        PromptLibrary(short_prompts),
+        load_prompts(short_prompts),
     )
     app = BridgeApp(config, controller)
     events: list[MediaEvent] = []

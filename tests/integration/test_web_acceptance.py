@@ -26,9 +26,9 @@ from bridge.codecs.g711 import Codec
 from bridge.conference.enums import Language, LeaveReason
 from bridge.config import Config, MediaConfig, RtpConfig, SipConfig, WebConfig
 from bridge.ivr.flows import IvrTimers
-from bridge.media.prompts import PromptLibrary, default_prompts_dir
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
+from bridge.runtime.prompt_files import load_prompts
 from bridge.runtime.serve import ProcessHealth
 from bridge.store.base import RejectionReason
 from bridge.store.sqlite import SqliteStore
@@ -44,12 +44,13 @@ from tests.integration.webclient import Api, acli, check_schema
 from tests.interop.audio import tone_levels
 
 short_prompts = _short_prompts
+PACKAGED_PROMPTS = Path(__file__).resolve().parents[2] / "bridge" / "prompts"
 MODERATOR, PARTICIPANT, LATE = "+4915100000301", "+4915100000302", "+4915100000303"
 
 
 def prompt_tone(name: str, language: str = "en") -> float:
     """The frequency ``short_prompts`` gave the prompt ``language/name.wav``."""
-    real = default_prompts_dir()
+    real = PACKAGED_PROMPTS
     paths = sorted(real.rglob("*.wav"))
     return 300.0 + 7 * paths.index(real / language / f"{name}.wav")
 
@@ -123,7 +124,7 @@ async def web(request: pytest.FixtureRequest, tmp_path: Path,
         store,
         ControllerConfig(node_id="test-node",
                          ivr=IvrTimers(language=1.0, pin_first_digit=3.0, pin_inter_digit=2.0)),
-        PromptLibrary(short_prompts),
+        load_prompts(short_prompts),
     )
     app = BridgeApp(config, controller)
     controller.attach(app)

@@ -29,10 +29,11 @@ from bridge.ivr.flows import (
     IvrTimers,
     dial_in,
 )
-from bridge.media.prompts import Clip, PromptLibrary
+from bridge.media.prompts import Clip
+from bridge.runtime.prompt_files import load_prompts
 from bridge.store.base import RejectionReason
 
-LIB = PromptLibrary()
+LIB = load_prompts()
 KEY_GAP = 0.25  # seconds between the keys of one reaction
 TIMERS = IvrTimers()
 

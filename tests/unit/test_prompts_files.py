@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bridge.media.prompts import PromptLibrary, default_prompts_dir
+from bridge.runtime.prompt_files import PLAYABLE_PROMPTS, load_prompts, missing_prompts
 
-ROOT = default_prompts_dir()
+REPO = Path(__file__).resolve().parents[2]
+ROOT = REPO / "bridge" / "prompts"  # package data (the wheel carries it)
+SOURCE = REPO / "ivr_prompts"  # manifest.toml and generate.py
 LANGS = ("de", "en", "fr")
 REQUIRED = {
     "welcome", "choose_language", "enter_pin", "wrong_pin", "too_many_attempts_goodbye",
@@ -25,7 +27,7 @@ REQUIRED = {
 
 
 def _manifest() -> dict[str, Any]:
-    with (ROOT / "manifest.toml").open("rb") as fh:
+    with (SOURCE / "manifest.toml").open("rb") as fh:
         return tomllib.load(fh)
 
 
@@ -62,6 +64,7 @@ def _check_audio(path: Path, min_s: float, max_s: float) -> None:
 
 def test_manifest_lists_every_required_prompt_in_every_language() -> None:
     assert not REQUIRED - set(PROMPT_IDS) - set(SHARED_IDS)
+    assert not PLAYABLE_PROMPTS - set(PROMPT_IDS) - set(SHARED_IDS)
     for pid in PROMPT_IDS:
         for lang in LANGS:
             text = MANIFEST["prompts"][pid][lang]
@@ -99,8 +102,8 @@ def test_numbers_0_to_100_exist(lang: str) -> None:
 
 
 def test_help_prompts_are_the_longest_and_moderator_help_is_longer() -> None:
+    lib = load_prompts(ROOT)
     for lang in LANGS:
-        lib = PromptLibrary(ROOT)
         mod = lib.get(lang, "help_moderator").shape[0]
         part = lib.get(lang, "help_participant").shape[0]
         assert mod > part > lib.get(lang, "welcome").shape[0]
@@ -108,7 +111,7 @@ def test_help_prompts_are_the_longest_and_moderator_help_is_longer() -> None:
 
 def test_languages_sound_different() -> None:
     """The same prompt in three languages is three different recordings."""
-    lib = PromptLibrary(ROOT)
+    lib = load_prompts(ROOT)
     clips = [lib.get(lang, "welcome") for lang in LANGS]
     assert len({c.tobytes() for c in clips}) == 3
 
@@ -116,3 +119,9 @@ def test_languages_sound_different() -> None:
 def test_total_size_is_reported_and_bounded() -> None:
     total = sum(p.stat().st_size for p in ROOT.rglob("*.wav"))
     assert 1_000_000 < total < 12_000_000
+
+
+def test_the_packaged_prompts_are_these_and_complete() -> None:
+    packaged = load_prompts()
+    assert missing_prompts(packaged) == []
+    assert len(packaged) == len(list(ROOT.rglob("*.wav")))

@@ -18,8 +18,13 @@ from bridge.media.prompts import (
     PromptLibrary,
     PromptNotFoundError,
     PromptPlayer,
-    default_prompts_dir,
+)
+from bridge.runtime.prompt_files import (
+    PLAYABLE_PROMPTS,
     load_clip,
+    load_prompts,
+    missing_prompts,
+    packaged_prompts,
 )
 
 
@@ -49,28 +54,35 @@ def lib(tmp_path: Path) -> PromptLibrary:
     for pid in ("there_are", "participants", "there_is_one", "first_participant",
                 "only_participant", "many_participants"):  # fmt: skip
         _write(tmp_path / "en" / f"{pid}.wav", np.full(50, len(pid), np.int16))
-    _write(tmp_path / "en" / "stereo.wav", np.zeros(20, np.int16), channels=2)
-    _write(tmp_path / "en" / "wideband.wav", np.zeros(20, np.int16), rate=16000)
-    _write(tmp_path / "en" / "eightbit.wav", np.zeros(20, np.uint8), width=1)
-    (tmp_path / "en" / "garbage.wav").write_bytes(b"this is not audio at all")
-    return PromptLibrary(tmp_path)
+    (tmp_path / "en" / "notes.txt").write_text("not a prompt")  # ignored
+    return load_prompts(tmp_path)
+
+
+@pytest.fixture
+def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    _write(root / "stereo.wav", np.zeros(20, np.int16), channels=2)
+    _write(root / "wideband.wav", np.zeros(20, np.int16), rate=16000)
+    _write(root / "eightbit.wav", np.zeros(20, np.uint8), width=1)
+    (root / "garbage.wav").write_bytes(b"this is not audio at all")
+    return root
 
 
 # --------------------------------------------------------------------------- library
 
 
-def test_default_dir_is_repository_ivr_prompts() -> None:
-    root = default_prompts_dir()
-    assert root.name == "ivr_prompts"
-    assert (root / "manifest.toml").is_file()
-    assert PromptLibrary().root == root
+def test_the_packaged_prompts_are_package_data() -> None:
+    root = packaged_prompts()
+    assert root.is_dir() and (root / "en" / "welcome.wav").is_file()
+    assert not (root / "manifest.toml").is_file()  # the source stays in ivr_prompts/
+    assert load_prompts().languages == ("de", "en", "fr")
 
 
 def test_get_loads_samples_exactly(lib: PromptLibrary) -> None:
     clip = lib.get("en", "welcome")
     assert clip.dtype == np.int16
     assert np.array_equal(clip, _ramp(500))
-    assert lib.get("en", "welcome") is clip  # cached
+    assert lib.get("en", "welcome") is clip  # one decoded clip, shared
     assert not clip.flags.writeable
     assert np.array_equal(lib.get("de", "welcome"), _ramp(300, 7))
 
@@ -92,9 +104,16 @@ def test_missing_or_unsafe_names(lib: PromptLibrary, lang: str, pid: str) -> Non
 
 
 @pytest.mark.parametrize("pid", ["stereo", "wideband", "eightbit", "garbage"])
-def test_wrong_format_is_a_clear_error(lib: PromptLibrary, pid: str) -> None:
+def test_wrong_format_is_a_clear_error(bad: Path, pid: str) -> None:
     with pytest.raises(PromptFormatError, match=pid):
-        lib.get("en", pid)
+        load_clip(bad / f"{pid}.wav")
+
+
+def test_a_bad_file_fails_the_whole_load(bad: Path) -> None:
+    (bad / "en").mkdir()
+    (bad / "stereo.wav").rename(bad / "en" / "stereo.wav")
+    with pytest.raises(PromptFormatError, match="stereo"):
+        load_prompts(bad)
 
 
 def test_load_clip_missing_file(tmp_path: Path) -> None:
@@ -132,14 +151,20 @@ def test_participant_count(
     assert all(g is w for g, w in zip(got, want, strict=True))
 
 
-def test_preload_validates_everything(lib: PromptLibrary) -> None:
-    assert lib.preload(["welcome", "choose_language"], ["en", "de"]) == 2 * (2 + 101)
-    with pytest.raises(PromptFormatError):
-        lib.preload(["stereo"], ["en"])
+def test_missing_names_what_a_language_lacks(lib: PromptLibrary, tmp_path: Path) -> None:
+    assert lib.missing(["en", "de"], ["welcome", "choose_language"]) == []
+    assert lib.missing(["de"], ["there_are"]) == ["de/there_are"]
+    assert lib.missing(["fr"], [])[:2] == ["fr/numbers/0", "fr/numbers/1"]
+    (tmp_path / "en" / "numbers" / "7.wav").unlink()
+    assert load_prompts(tmp_path).missing(["en"], []) == ["en/numbers/7"]
+    assert len(missing_prompts(lib)) > len(PLAYABLE_PROMPTS)
+    nothing = load_prompts(tmp_path / "absent")  # a directory that is not there: nothing
+    assert len(missing_prompts(nothing)) == 3 * (len(PLAYABLE_PROMPTS) + 101)
+    assert len(PromptLibrary()) == 0
 
 
 def test_real_library_count_sequence() -> None:
-    real = PromptLibrary()
+    real = load_prompts()
     clips = real.participant_count("fr", 5)
     assert [c.shape[0] for c in clips] == [
         real.get("fr", "there_are").shape[0],
