@@ -94,6 +94,13 @@ class SipConfig:
     intake_trunk_rate: float = 2000.0
     intake_retry_after: int = 10
     intake_log_interval: float = 10.0
+    # TCP (bridge.runtime.sip_transport.TcpLimits): connections in all, reserved for trunks
+    # and allowed networks, per source address, idle timeout without a dialog (seconds; an
+    # RFC 5626 CRLF keepalive keeps a flow open).
+    tcp_max_connections: int = 1024
+    tcp_reserved: int = 128
+    tcp_per_source: int = 32
+    tcp_idle_timeout: float = 150.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +251,11 @@ class Config:
                               "retry_after must not be negative")
         if sip.intake_log_interval <= 0:
             raise ConfigError("sip.intake_log_interval: must be positive")
+        if not 0 <= sip.tcp_reserved < sip.tcp_max_connections or sip.tcp_per_source < 1:
+            raise ConfigError("sip.tcp_*: need 0 <= tcp_reserved < tcp_max_connections and "
+                              "tcp_per_source >= 1")
+        if sip.tcp_idle_timeout <= 0:
+            raise ConfigError("sip.tcp_idle_timeout: must be positive")
         country = self.conference.default_country
         if country and (len(country) != 2 or not country.isalpha()):
             raise ConfigError(f"conference.default_country: {country!r} is not ISO 3166 alpha-2")

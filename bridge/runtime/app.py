@@ -28,7 +28,7 @@ from bridge.replay.capture import PcapWriter
 from bridge.runtime.admission import AdmissionRefused, admission_refusal
 from bridge.runtime.calls import CallController, CallHost, Leg
 from bridge.runtime.media import MediaRuntime
-from bridge.runtime.sip_transport import Addr, SipTransport
+from bridge.runtime.sip_transport import Addr, SipTransport, TcpLimits
 from bridge.runtime.workers import LocalMedia, MediaControl, WorkerPool
 from bridge.sdp.model import SdpError, parse_sdp
 from bridge.sdp.negotiate import (
@@ -137,7 +137,12 @@ class BridgeApp:
             is_trunk=self._is_trunk,
         )
         self._retry_after = (("Retry-After", str(sip.intake_retry_after)),)
-        self.transport = SipTransport(self._deliver, is_priority=self._is_trunk)
+        self.transport = SipTransport(
+            self._deliver, is_priority=self._is_trunk,
+            tcp_limits=TcpLimits(max_connections=sip.tcp_max_connections,
+                                 reserved=sip.tcp_reserved, per_source=sip.tcp_per_source,
+                                 idle_timeout=sip.tcp_idle_timeout),
+            is_privileged=self._is_privileged, dialog_peers=self._dialog_peers)
         workers = config.media.workers
         self.media = MediaRuntime(
             bind_host=config.rtp.bind_host,
@@ -251,6 +256,19 @@ class BridgeApp:
             self.capture.close()
 
     # -- SIP plumbing ---------------------------------------------------------------------------
+
+    def _is_privileged(self, host: str) -> bool:
+        """Trunks and the allowed networks: they may use the reserved TCP connections."""
+        if self._is_trunk(host):
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self._networks)
+
+    def _dialog_peers(self) -> set[Addr]:
+        return self.endpoint.dialog_peers("TCP") if self.endpoint is not None else set()
 
     def _is_trunk(self, host: str) -> bool:
         if not self._trunks:

@@ -24,6 +24,7 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, cast
 
 from bridge.sip.message import SipMessage, SipParseError
@@ -158,14 +159,30 @@ def _udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    """Inbound SIP TCP connections (issue 14): ``max_connections`` in all, of which
+    ``reserved`` only for privileged sources (trunks, allowed networks); ``per_source`` from
+    one address (trunks excepted); a connection that carries no dialog and has sent
+    nothing (not even an RFC 5626 CRLF keepalive) for ``idle_timeout`` seconds is closed."""
+
+    max_connections: int = MAX_TCP_CONNECTIONS
+    reserved: int = 128
+    per_source: int = 32
+    idle_timeout: float = 150.0
+
+
 class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, *, inbound: bool = False) -> None:
         self.owner = owner
+        self.inbound = inbound
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Addr | None = None
         self.local: Addr = owner.local
         self.pending: list[bytes] = []
+        self.counted: tuple[str, bool] | None = None  # (host, privileged) while counted
+        self.last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop: not a subclass
@@ -173,9 +190,12 @@ class _TcpProtocol(asyncio.Protocol):
         self.peer = (str(peer[0]), int(peer[1]))
         sockname = transport.get_extra_info("sockname")
         self.local = (str(sockname[0]), int(sockname[1])) if sockname else self.owner.local
-        if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
-            log.warning("too many SIP TCP connections, refusing %s", self.peer)
-            transport.close()
+        self.last_active = asyncio.get_running_loop().time()
+        refusal = self.owner.admit_connection(self) if self.inbound else None
+        if refusal is not None:
+            self.owner.tcp_refused += 1
+            log.debug("SIP TCP connection from %s refused: %s", self.peer, refusal)
+            self.transport.abort()
             return
         self.owner.connections[self.peer] = self
         for data in self.pending:
@@ -185,6 +205,7 @@ class _TcpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
+        self.last_active = asyncio.get_running_loop().time()  # a CRLF keepalive counts
         self.owner.capture_in(data, self.peer, self.local, "TCP")
         try:
             messages = self.framer.feed(data)
@@ -205,6 +226,7 @@ class _TcpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None and self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
+        self.owner.release_connection(self)
 
 
 class _SourceQueue:
@@ -221,9 +243,21 @@ class SipTransport:
     """UDP and TCP listeners on one address."""
 
     def __init__(self, deliver: Deliver,
-                 is_priority: Callable[[str], bool] = lambda _host: False) -> None:
+                 is_priority: Callable[[str], bool] = lambda _host: False, *,
+                 tcp_limits: TcpLimits | None = None,
+                 is_privileged: Callable[[str], bool] = lambda _host: False,
+                 dialog_peers: Callable[[], set[Addr]] = set) -> None:
         self.deliver = deliver
         self.is_priority = is_priority
+        self.tcp_limits = tcp_limits or TcpLimits()
+        self.is_privileged = is_privileged
+        self.dialog_peers = dialog_peers  # TCP peers that carry a dialog (never idle-closed)
+        self._tcp_per_source: dict[str, int] = {}
+        self._tcp_inbound = 0
+        self._tcp_unprivileged = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.tcp_refused = 0  # inbound connections refused by the caps
+        self.tcp_idle_closed = 0  # connections closed after the idle timeout
         self._queues: dict[str, _SourceQueue] = {}  # source host -> what waits
         self._ring: deque[str] = deque()  # sources with queued messages, in turn order
         self._priority_ring: deque[str] = deque()
@@ -240,6 +274,63 @@ class SipTransport:
         self.send_errors = 0
         self.local: Addr = ("0.0.0.0", 0)
         self.tap: Tap | None = None  # capture hook: every payload, both directions
+
+    # -- TCP connection limits ----------------------------------------------------------------
+
+    def admit_connection(self, conn: _TcpProtocol) -> str | None:
+        """Count an inbound connection, or say why it is refused (see ``TcpLimits``)."""
+        assert conn.peer is not None
+        limits = self.tcp_limits
+        host = conn.peer[0]
+        privileged = self.is_privileged(host)
+        if self._tcp_inbound >= limits.max_connections:
+            return "the connection limit is reached"
+        if not privileged and self._tcp_unprivileged >= limits.max_connections - limits.reserved:
+            return "the connections left are reserved for trunks and allowed networks"
+        if (self._tcp_per_source.get(host, 0) >= limits.per_source
+                and not self.is_priority(host)):
+            return f"{limits.per_source} connections from this source already"
+        self._tcp_per_source[host] = self._tcp_per_source.get(host, 0) + 1
+        self._tcp_inbound += 1
+        self._tcp_unprivileged += not privileged
+        conn.counted = (host, privileged)
+        self._arm_sweeper()
+        return None
+
+    def release_connection(self, conn: _TcpProtocol) -> None:
+        if conn.counted is None:
+            return
+        host, privileged = conn.counted
+        conn.counted = None
+        left = self._tcp_per_source.get(host, 0) - 1
+        if left > 0:
+            self._tcp_per_source[host] = left
+        else:
+            self._tcp_per_source.pop(host, None)
+        self._tcp_inbound -= 1
+        self._tcp_unprivileged -= not privileged
+
+    def _arm_sweeper(self) -> None:
+        if self._sweeper is None:
+            interval = max(0.05, min(5.0, self.tcp_limits.idle_timeout / 4))
+            self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections without a dialog that were idle for ``idle_timeout``."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        deadline = now - self.tcp_limits.idle_timeout
+        idle = [c for c in self.connections.values() if c.last_active <= deadline]
+        if idle:
+            busy = self.dialog_peers()
+            for conn in idle:
+                if conn.peer in busy or conn.transport is None:
+                    conn.last_active = now  # in use: look again one timeout later
+                    continue
+                self.tcp_idle_closed += 1
+                conn.transport.close()
+        if self.connections:
+            self._arm_sweeper()
 
     # -- the fair queue -----------------------------------------------------------------------
 
@@ -327,7 +418,8 @@ class SipTransport:
             port = int(self.udp.get_extra_info("sockname")[1])
         if "tcp" in transports:
             self.tcp_server = await loop.create_server(
-                lambda: _TcpProtocol(self), host, port, reuse_address=True
+                lambda: _TcpProtocol(self, inbound=True), host, port, reuse_address=True,
+                backlog=1024
             )
             sock = self.tcp_server.sockets[0].getsockname()
             port = int(sock[1])
@@ -405,6 +497,9 @@ class SipTransport:
         self._spawn(connect())
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self._queues.clear()
         self._ring.clear()
         self._priority_ring.clear()

@@ -714,6 +714,13 @@ class SipEndpoint:
     def active_calls(self) -> list[str]:
         return [h for h, c in self._calls.items() if c.state is not CallState.ENDED]
 
+    def dialog_peers(self, transport: str = "TCP") -> set[Addr]:
+        """The peers (source addresses of connections) of the calls not ended over
+        ``transport``: the shell never closes such a connection as idle."""
+        transport = transport.upper()
+        return {c.peer for c in self._calls.values()
+                if c.transport == transport and c.state is not CallState.ENDED}
+
     def knows_call_id(self, call_id: str) -> bool:
         """Whether a message with this Call-ID belongs to a call (any state) or registration
         of ours: the intake puts such messages ahead of new work (``bridge.sip.intake``)."""
