@@ -7,9 +7,14 @@ import os
 import random
 import shutil
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from tests.pgserver import PgServer, PgUnavailableError
+from tests.storebackend import Backend
 
 LOOPBACK = "127.0.0.1"
 
@@ -77,3 +82,41 @@ def _is_free(port: int) -> bool:
             except OSError:
                 return False
     return True
+
+
+def _peers_required() -> bool:
+    return bool(os.environ.get("BRIDGE_REQUIRE_PEERS") or os.environ.get("CI"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole run (initdb + pg_ctl on a Unix socket). Without the
+    binaries the tests that need it skip -- and fail in CI (CI or BRIDGE_REQUIRE_PEERS set)."""
+    try:
+        server = PgServer().start()
+    except PgUnavailableError as exc:
+        if _peers_required():
+            pytest.fail(f"PostgreSQL is required here: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty database on the test server."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each store test runs on a SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return Backend("sqlite", f"sqlite:///{tmp_path / 'bridge.sqlite3'}")
+    return Backend("postgresql", request.getfixturevalue("pg_url"))

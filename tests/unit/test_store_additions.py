@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from bridge.conference.model import Language, LeaveReason, Role
 from bridge.store.base import Direction, DuplicateError, NotFoundError, RunEnd, Store
-from bridge.store.sqlite import SqliteStore
+from tests.storebackend import Backend
 
 T0 = 1_700_000_000.0
 NODE = "bridge-a"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await SqliteStore.open(tmp_path / "bridge.sqlite3")
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = await backend.open()
     try:
         yield opened
     finally:

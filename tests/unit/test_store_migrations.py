@@ -25,6 +25,7 @@ from bridge.store.migrate import (
     upgrade,
 )
 from bridge.store.sqlite import SqliteStore
+from tests.storebackend import Backend
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "store"
 TABLES = ["accounts", "rooms", "room_pins", "access_numbers", "call_records", "rejections"]
@@ -201,3 +202,34 @@ def test_concurrent_openers_migrate_exactly_once(tmp_path: Path) -> None:
     assert results == [head_revision()] * 4
     assert revision(path) == [(head_revision(),)]
     assert len(dump(path, "rooms")) == 3
+
+
+async def test_every_backend_migrates_from_empty_to_head(backend: Backend) -> None:
+    engine = make_engine(backend.url)
+    try:
+        empty = await schema_status(engine)
+        assert empty.current is None and empty.pending[0] == "0001"
+        assert empty.pending[-1] == head_revision()
+        assert await upgrade(engine, "0002") == "0002"
+        assert (await schema_status(engine)).pending == empty.pending[2:]
+        assert await upgrade(engine) == head_revision()
+        assert (await schema_status(engine)).up_to_date
+        assert await upgrade(engine) == head_revision()  # a no-op now
+    finally:
+        await engine.dispose()
+    assert await backend.rows("SELECT version_num FROM alembic_version") == [(head_revision(),)]
+    store = await backend.open(upgrade_schema=False)
+    try:
+        assert await store.schema_revision() == head_revision()
+    finally:
+        await store.close()
+
+
+def test_db_commands_on_postgresql(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.cli import main
+
+    assert main(["db", "check", "--db", pg_url]) == 1
+    assert "pending: 0001" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--db", pg_url]) == 0
+    assert f"to {head_revision()}" in capsys.readouterr().out
+    assert main(["db", "check", "--db", pg_url]) == 0

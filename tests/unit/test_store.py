@@ -1,5 +1,6 @@
-"""SqliteStore on a real file: CRUD, uniqueness, PIN lookup, call records, crash recovery,
-sharing the file between store instances and processes, the PIN-failure window."""
+"""The store on a real SQLite file and on a real PostgreSQL database (every test runs on both):
+CRUD, uniqueness, PIN lookup, call records, crash recovery, sharing the database between store
+instances and processes, the PIN-failure window."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from bridge.store.base import (
     RejectionReason,
     Store,
 )
+from bridge.store.sql import SqlStore
 from bridge.store.sqlite import SqliteStore
+from tests.storebackend import Backend
 
 T0 = 1_700_000_000.0
 NODE = "bridge-a"
@@ -35,8 +38,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = await SqliteStore.open(db_path)
+async def store(backend: Backend) -> AsyncIterator[SqlStore]:
+    opened = await backend.open()
     try:
         yield opened
     finally:
@@ -56,8 +59,8 @@ def raw(db_path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[
         conn.close()
 
 
-def test_sqlite_store_implements_the_protocol() -> None:
-    def as_store(s: SqliteStore) -> Store:  # mypy checks the structural match
+def test_sql_store_implements_the_protocol() -> None:
+    def as_store(s: SqlStore) -> Store:  # mypy checks the structural match
         return s
 
     assert callable(as_store)
@@ -66,7 +69,15 @@ def test_sqlite_store_implements_the_protocol() -> None:
 # -- pragmas -----------------------------------------------------------------------------------
 
 
-async def test_durability_pragmas(store: SqliteStore, db_path: Path) -> None:
+async def test_durability_pragmas(db_path: Path) -> None:
+    store = await SqliteStore.open(db_path)
+    try:
+        await _check_pragmas(store, db_path)
+    finally:
+        await store.close()
+
+
+async def _check_pragmas(store: SqliteStore, db_path: Path) -> None:
     assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
     assert await store.pragmas() == {
         "journal_mode": "wal",
@@ -79,7 +90,7 @@ async def test_durability_pragmas(store: SqliteStore, db_path: Path) -> None:
 # -- accounts ----------------------------------------------------------------------------------
 
 
-async def test_accounts(store: SqliteStore) -> None:
+async def test_accounts(store: SqlStore) -> None:
     acc = await account(store)
     assert acc.id > 0 and acc.tariff == "standard" and acc.password_hash is None
     assert await store.get_account(acc.id) == acc
@@ -96,7 +107,7 @@ async def test_accounts(store: SqliteStore) -> None:
 # -- rooms -------------------------------------------------------------------------------------
 
 
-async def test_room_crud(store: SqliteStore, db_path: Path) -> None:
+async def test_room_crud(store: SqlStore, backend: Backend) -> None:
     acc = await account(store)
     room = await store.create_room(
         account_id=acc.id,
@@ -135,12 +146,14 @@ async def test_room_crud(store: SqliteStore, db_path: Path) -> None:
     assert await store.delete_room(room.id) is False
     assert await store.get_room(room.id) is None
     assert await store.find_room_by_pin("482913") is None
-    assert raw(db_path, "SELECT count(*) FROM room_pins WHERE room_id = ?", (room.id,)) == [(0,)]
+    assert await backend.rows(
+        "SELECT count(*) FROM room_pins WHERE room_id = :r", r=room.id
+    ) == [(0,)]
     with pytest.raises(NotFoundError):
         await store.update_room(changed)
 
 
-async def test_room_validation(store: SqliteStore) -> None:
+async def test_room_validation(store: SqlStore) -> None:
     acc = await account(store)
     with pytest.raises(WeakPinError, match="at least 6"):
         await store.create_room(
@@ -171,7 +184,7 @@ async def test_room_validation(store: SqliteStore) -> None:
     assert await store.list_rooms() == []
 
 
-async def test_room_names_unique_per_account(store: SqliteStore) -> None:
+async def test_room_names_unique_per_account(store: SqlStore) -> None:
     a = await account(store, "a@example.org")
     b = await account(store, "b@example.org")
     await store.create_room(
@@ -197,7 +210,7 @@ async def test_room_names_unique_per_account(store: SqliteStore) -> None:
     ],
 )
 async def test_pins_unique_across_rooms_and_roles(
-    store: SqliteStore, participant: str, moderator: str
+    store: SqlStore, participant: str, moderator: str
 ) -> None:
     acc = await account(store)
     await store.create_room(
@@ -213,7 +226,7 @@ async def test_pins_unique_across_rooms_and_roles(
     assert not await store.pin_in_use("905182")
 
 
-async def test_pin_lookup_decides_room_and_role(store: SqliteStore) -> None:
+async def test_pin_lookup_decides_room_and_role(store: SqlStore) -> None:
     acc = await account(store)
     first = await store.create_room(
         account_id=acc.id, name="first", participant_pin="482913", moderator_pin="730516"
@@ -229,7 +242,7 @@ async def test_pin_lookup_decides_room_and_role(store: SqliteStore) -> None:
     assert await store.find_room_by_pin("") is None
 
 
-async def test_generated_pins_against_the_real_store(store: SqliteStore) -> None:
+async def test_generated_pins_against_the_real_store(store: SqlStore) -> None:
     acc = await account(store)
     for i in range(5):
         participant, moderator = await generate_room_pins(store)
@@ -243,7 +256,7 @@ async def test_generated_pins_against_the_real_store(store: SqliteStore) -> None
 # -- access numbers ----------------------------------------------------------------------------
 
 
-async def test_access_numbers(store: SqliteStore) -> None:
+async def test_access_numbers(store: SqlStore) -> None:
     acc = await account(store)
     room = await store.create_room(
         account_id=acc.id, name="weekly", participant_pin="482913", moderator_pin="730516"
@@ -303,19 +316,19 @@ async def open_record(
     )
 
 
-async def test_call_record_lifecycle(store: SqliteStore, db_path: Path) -> None:
+async def test_call_record_lifecycle(store: SqlStore, backend: Backend) -> None:
     room_id = await _room_id(store)
     rec = await open_record(store, room_id, "leg-1", T0)
     # committed at once: another connection sees the open record
-    assert raw(db_path, "SELECT leg_id, left_at FROM call_records WHERE id = ?", (rec,)) == [
-        ("leg-1", None)
-    ]
+    assert await backend.rows(
+        "SELECT leg_id, left_at FROM call_records WHERE id = :id", id=rec
+    ) == [("leg-1", None)]
     live = await store.live_call_records(room_id)
     assert [(r.id, r.is_open, r.account_id) for r in live] == [(rec, True, 1)]
     assert await store.close_call_record(rec, left_at=T0 + 95, reason=LeaveReason.HANGUP)
-    assert raw(db_path, "SELECT left_at, leave_reason FROM call_records WHERE id = ?", (rec,)) == [
-        (T0 + 95, "hangup")
-    ]
+    assert await backend.rows(
+        "SELECT left_at, leave_reason FROM call_records WHERE id = :id", id=rec
+    ) == [(T0 + 95, "hangup")]
     # the first close wins; a second one changes nothing
     assert not await store.close_call_record(rec, left_at=T0 + 99, reason=LeaveReason.KICKED)
     [closed] = await store.call_history(room_id=room_id)
@@ -329,7 +342,7 @@ async def test_call_record_lifecycle(store: SqliteStore, db_path: Path) -> None:
         await open_record(store, room_id + 100, "leg-x", T0)
 
 
-async def test_history_filters_and_survives_room_deletion(store: SqliteStore) -> None:
+async def test_history_filters_and_survives_room_deletion(store: SqlStore) -> None:
     room_id = await _room_id(store)
     ids = [await open_record(store, room_id, f"leg-{i}", T0 + i * 60) for i in range(5)]
     for rec in ids[:3]:
@@ -344,8 +357,8 @@ async def test_history_filters_and_survives_room_deletion(store: SqliteStore) ->
     assert len(kept) == 5 and all(r.room_id is None for r in kept)
 
 
-async def test_crash_recovery_closes_only_this_nodes_open_records(db_path: Path) -> None:
-    first = await SqliteStore.open(db_path)
+async def test_crash_recovery_closes_only_this_nodes_open_records(backend: Backend) -> None:
+    first = await backend.open()
     room_id = await _room_id(first)
     done = await open_record(first, room_id, "done", T0)
     await first.close_call_record(done, left_at=T0 + 30, reason=LeaveReason.KICKED)
@@ -354,7 +367,7 @@ async def test_crash_recovery_closes_only_this_nodes_open_records(db_path: Path)
     elsewhere = await open_record(first, room_id, "c", T0 + 20, node_id="bridge-b")
     await first.close()  # the process goes away without closing its records
 
-    second = await SqliteStore.open(db_path)
+    second = await backend.open()
     try:
         assert await second.close_interrupted(NODE, T0 + 500) == 2
         by_id = {r.id: r for r in await second.call_history()}
@@ -368,9 +381,9 @@ async def test_crash_recovery_closes_only_this_nodes_open_records(db_path: Path)
         # a clock that went backwards never yields left_at < joined_at
         late = await open_record(second, room_id, "late", T0 + 900)
         await second.close_interrupted(NODE, T0 + 800)
-        assert raw(db_path, "SELECT left_at FROM call_records WHERE id = ?", (late,)) == [
-            (T0 + 900,)
-        ]
+        assert await backend.rows(
+            "SELECT left_at FROM call_records WHERE id = :id", id=late
+        ) == [(T0 + 900,)]
     finally:
         await second.close()
 
@@ -379,10 +392,10 @@ CRASHING_CHILD = textwrap.dedent(
     """
     import asyncio, os, sys
     from bridge.conference.model import Language, LeaveReason, Role
-    from bridge.store.sqlite import SqliteStore
+    from bridge.store.sql import SqlStore
 
     async def main() -> None:
-        store = await SqliteStore.open(sys.argv[1])
+        store = await SqlStore.open(sys.argv[1])
         ids = []
         for i in range(3):
             ids.append(await store.open_call_record(
@@ -398,12 +411,12 @@ CRASHING_CHILD = textwrap.dedent(
 )
 
 
-async def test_crash_of_a_real_process_loses_nothing_finished(db_path: Path) -> None:
-    store = await SqliteStore.open(db_path)
+async def test_crash_of_a_real_process_loses_nothing_finished(backend: Backend) -> None:
+    store = await backend.open()
     try:
         room_id = await _room_id(store)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CRASHING_CHILD, str(db_path), str(room_id),
+            sys.executable, "-c", CRASHING_CHILD, backend.url, str(room_id),
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate()
@@ -420,12 +433,12 @@ async def test_crash_of_a_real_process_loses_nothing_finished(db_path: Path) -> 
         await store.close()
 
 
-# -- sharing one file --------------------------------------------------------------------------
+# -- sharing one database ----------------------------------------------------------------------
 
 
-async def test_two_store_instances_share_one_file(db_path: Path) -> None:
-    a = await SqliteStore.open(db_path)
-    b = await SqliteStore.open(db_path)
+async def test_two_store_instances_share_one_database(backend: Backend) -> None:
+    a = await backend.open()
+    b = await backend.open()
     try:
         acc = await account(a)
         room = await a.create_room(
@@ -437,7 +450,7 @@ async def test_two_store_instances_share_one_file(db_path: Path) -> None:
         assert (await a.get_room(room.id)) == replace(room, locked=True)
 
         # interleaved writes from both connections all land
-        async def writer(store: SqliteStore, prefix: str) -> list[int]:
+        async def writer(store: SqlStore, prefix: str) -> list[int]:
             return [await open_record(store, room.id, f"{prefix}{i}", T0 + i) for i in range(25)]
 
         ids_a, ids_b = await asyncio.gather(writer(a, "a"), writer(b, "b"))
@@ -453,6 +466,24 @@ async def test_two_store_instances_share_one_file(db_path: Path) -> None:
             return_exceptions=True,
         )
         assert sorted(type(r).__name__ for r in results) == ["DuplicateError", "Room"]
+        [lost] = [r for r in results if isinstance(r, DuplicateError)]
+        assert lost.field == "pin"
+        # and again, many times, each race with a PIN of its own: exactly one room per PIN
+        for i in range(10):
+            pin = f"{520000 + i * 7:06d}"
+            race = await asyncio.gather(
+                a.create_room(account_id=acc.id, name=f"a{i}", participant_pin=pin,
+                              moderator_pin=f"{610000 + i * 11:06d}"),
+                b.create_room(account_id=acc.id, name=f"b{i}", participant_pin=pin,
+                              moderator_pin=f"{630000 + i * 13:06d}"),
+                return_exceptions=True,
+            )
+            errors = [r for r in race if isinstance(r, BaseException)]
+            assert len(errors) == 1 and isinstance(errors[0], DuplicateError), race
+            assert errors[0].field == "pin"
+            assert await backend.rows(
+                "SELECT count(*) FROM room_pins WHERE pin = :p", p=pin
+            ) == [(1,)]
     finally:
         await a.close()
         await b.close()
@@ -462,10 +493,10 @@ WRITING_CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from bridge.store.base import RejectionReason
-    from bridge.store.sqlite import SqliteStore
+    from bridge.store.sql import SqlStore
 
     async def main() -> None:
-        store = await SqliteStore.open(sys.argv[1])
+        store = await SqlStore.open(sys.argv[1])
         for i in range(40):
             await store.record_rejection(at=1000.0 + i, number_dialed="+493012345678",
                 caller="", source="ip:203.0.113.9", reason=RejectionReason.WRONG_PIN,
@@ -477,11 +508,11 @@ WRITING_CHILD = textwrap.dedent(
 )
 
 
-async def test_concurrent_writes_from_another_process(db_path: Path) -> None:
-    store = await SqliteStore.open(db_path)
+async def test_concurrent_writes_from_another_process(backend: Backend) -> None:
+    store = await backend.open()
     try:
         procs = [
-            await asyncio.create_subprocess_exec(sys.executable, "-c", WRITING_CHILD, str(db_path))
+            await asyncio.create_subprocess_exec(sys.executable, "-c", WRITING_CHILD, backend.url)
             for _ in range(2)
         ]
         for i in range(40):
@@ -505,7 +536,7 @@ async def reject(store: Store, at: float, source: str, reason: RejectionReason) 
     )
 
 
-async def test_pin_failure_window(store: SqliteStore) -> None:
+async def test_pin_failure_window(store: SqlStore) -> None:
     src = "tel:+4915112345678"
     now = T0 + 3600
     # 10 failures long ago: expired
@@ -528,7 +559,7 @@ async def test_pin_failure_window(store: SqliteStore) -> None:
     assert not await failures_exhausted(store, "ip:203.0.113.9", now)
 
 
-async def test_list_rejections(store: SqliteStore) -> None:
+async def test_list_rejections(store: SqlStore) -> None:
     first = await reject(store, T0, "ip:1.2.3.4", RejectionReason.UNKNOWN_NUMBER)
     second = await reject(store, T0 + 5, "ip:5.6.7.8", RejectionReason.TOO_MANY_FAILURES)
     listed = await store.list_rejections()
