@@ -62,6 +62,8 @@ class CallResult:
     repeat: int
     transport: str
     call_id: str = ""
+    trace_start: float = 0.0  # seconds after the trace's first call started
+    start: float = 0.0  # seconds after this repetition began, when our INVITE went out
     trace_statuses: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     trace_answer_delay: float | None = None
@@ -100,6 +102,7 @@ class CallResult:
         return {
             "trace_call_id": self.trace_call_id, "call_id": self.call_id,
             "repeat": self.repeat, "transport": self.transport,
+            "trace_start": _r(self.trace_start), "start": _r(self.start),
             "trace_statuses": self.trace_statuses, "statuses": self.statuses,
             "trace_answer_delay": _r(self.trace_answer_delay),
             "answer_delay": _r(self.answer_delay),
@@ -117,6 +120,7 @@ class CallResult:
         lines = [
             f"call {self.trace_call_id} (repeat {self.repeat}, {self.transport}) "
             f"-> {self.call_id}: {self.verdict.upper()}",
+            f"  started at {self.start:.2f} s (trace {self.trace_start:.2f} s)",
             f"  responses: {' '.join(self.statuses) or '-'} "
             f"(trace: {' '.join(self.trace_statuses) or '-'})",
             f"  answer after {_ms(self.answer_delay)} (trace {_ms(self.trace_answer_delay)}), "
@@ -237,6 +241,8 @@ class Player:
         self.legs: dict[str, _Leg] = {}  # by endpoint handle (= our From tag)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.began = 0.0  # loop time the current repetition began
+        self.first = 0.0  # trace time of the first call
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -379,6 +385,8 @@ class Player:
         if call.transport == "TCP":
             uri += ";transport=tcp"
         leg.sent_at = loop.time()
+        leg.result.start = leg.sent_at - self.began
+        leg.result.trace_start = call.start - self.first
         handle = self.endpoint.invite(uri, f"<sip:{caller}@{self.local_host}>", leg.local_sdp,
                                       leg.sent_at, to=f"<sip:{user}@{host}:{self.target[1]}>")
         leg.handle = handle
@@ -549,10 +557,13 @@ async def replay(calls: list[Call], target: Addr, *, speed: float = 1.0, repeat:
     await player.start()
     results: list[CallResult] = []
     try:
-        first = min(c.start for c in calls)
+        player.first = first = min(c.start for c in calls)
+        loop = asyncio.get_running_loop()
         for n in range(1, repeat + 1):
-            async def delayed(call: Call, n: int = n) -> CallResult:
-                await asyncio.sleep((call.start - first) / speed)
+            player.began = began = loop.time()
+
+            async def delayed(call: Call, n: int = n, began: float = began) -> CallResult:
+                await asyncio.sleep(max(0.0, began + (call.start - first) / speed - loop.time()))
                 return await player.play(call, n)
 
             results += await asyncio.gather(*(delayed(c) for c in calls))
