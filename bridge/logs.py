@@ -36,13 +36,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO", log_format: str = "text",
-                  stream: TextIO | None = None) -> None:
-    """Replace the root logger's handlers with one on ``stream`` (stderr) in ``log_format``."""
+                  stream: TextIO | None = None, *, force: bool = False) -> None:
+    """Log to ``stream`` (stderr) in ``log_format`` at ``level``. Like ``logging.basicConfig``,
+    a root logger that has handlers already (a test runner's) is left alone unless
+    ``force``."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if root.handlers and not force:
+        return
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json"
                          else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())

@@ -113,7 +113,9 @@ def load_prompts(config: Config) -> PromptLibrary | None:
 def serve(config: Config, *, log_level: str = "INFO",
           start_web: StartWeb | None = None) -> int:
     """``bridge serve``: run until SIGINT/SIGTERM, then hang up every call and exit 0."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bridge.logs import setup_logging
+
+    setup_logging(log_level, config.log_format)  # log_format = "json": one object per line
     with contextlib.suppress(ImportError):
         import uvloop
 

@@ -153,6 +153,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     state = request.app[STATE]
     found = await state.store.find_api_token(hash_token(token))
     if found is None or found.revoked_at is not None:
+        log.info("refused an unknown or revoked token from %s", client_address(request))
         raise unauthorized("the token is unknown or revoked")
     account = await state.store.get_account(found.account_id)
     if account is None:

@@ -43,7 +43,9 @@ def test_bad_web_settings(tmp_path: Path, toml: str) -> None:
 
 def test_json_logs_are_one_object_per_line() -> None:
     stream = io.StringIO()
-    setup_logging("INFO", "json", stream)
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    setup_logging("INFO", "json", stream, force=True)
     try:
         logging.getLogger("bridge.test").info("call %s\nanswered", "c1", extra={"room": 7})
         try:
@@ -51,7 +53,11 @@ def test_json_logs_are_one_object_per_line() -> None:
         except ValueError:
             logging.getLogger("bridge.test").exception("failed")
     finally:
-        setup_logging("WARNING", "text")
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+        root.setLevel(level)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
