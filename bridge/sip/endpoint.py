@@ -23,6 +23,7 @@ the peer is the refresher and no refresh arrived ``min(32, interval/3)`` before 
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -301,6 +302,21 @@ class _ServerEntry:
 
 def _host_of(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+_TAG_PARAM = re.compile(r";\s*tag\s*=\s*([^;,\s]+)", re.IGNORECASE)
+
+
+def _to_tag(request: SipRequest, to: str) -> str | None:
+    """The To tag; for a To whose URI the UA core cannot use (a non-SIP scheme, answered 416:
+    RFC 4475 §3.3.4) the tag parameter read from the text, so the answer can still be made."""
+    try:
+        return request.to.tag
+    except SipParseError:
+        if ">" in to:
+            to = to.rsplit(">", 1)[1]
+        match = _TAG_PARAM.search(to)
+        return match.group(1) if match else None
 
 
 def _header_int(message: SipRequest | SipResponse, name: str) -> int | None:
@@ -786,14 +802,13 @@ class SipEndpoint:
         self._out_of_dialog(request, key, addr, transport, now)
 
     def _precheck(self, request: SipRequest) -> tuple[int | None, list[tuple[str, str]]]:
-        """§8.2.1-8.2.2: method, Max-Forwards, merged requests, Require."""
+        """§8.2.1-8.2.2: method, merged requests, Require. Max-Forwards is not checked: it
+        bounds forwarding (§16.3), and this UA is the request's destination, so a request with
+        Max-Forwards 0 is answered as any other (RFC 4475 §3.3.11)."""
         method = request.method
         allow = [("Allow", ", ".join(ALLOWED_METHODS))]
         if method not in ALLOWED_METHODS:
             return (405 if method in KNOWN_METHODS else 501), allow
-        max_forwards = _header_int(request, "Max-Forwards")
-        if max_forwards == 0:
-            return 483, []
         if request.to.tag is None and method != "CANCEL" and self._is_merged(request):
             return 482, []
         if method != "CANCEL":
@@ -1665,7 +1680,7 @@ class SipEndpoint:
             headers.add("Via", value)
         headers.add("From", request.headers.get("From") or "")
         to = request.headers.get("To") or ""
-        if status > 100 and request.to.tag is None:
+        if status > 100 and _to_tag(request, to) is None:
             # §8.2.6.2: the dialog's tag, or any tag for a response outside a dialog.
             to = f"{to};tag={to_tag or self._token()}"
         headers.add("To", to)

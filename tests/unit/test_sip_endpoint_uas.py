@@ -4,6 +4,7 @@ response routing (RFC 3581), INFO DTMF, OPTIONS keepalives."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,10 +172,37 @@ def test_unknown_dialog_481() -> None:
     assert answer_of(ep, request("INFO", branch="z9hG4bKi")).status == 481  # no dialog
 
 
-def test_max_forwards_zero_483() -> None:
+def test_max_forwards_zero_to_the_bridge_itself_is_served() -> None:
     ep = uas()
     data = request("INVITE", body=SDP).replace(b"Max-Forwards: 70", b"Max-Forwards: 0")
-    assert answer_of(ep, data).status == 483
+    ep.receive(data, PEER, "UDP", 0.0)
+    assert [r.status for r in responses(ep.datagrams_to_send())] == [100]
+    assert any(isinstance(e, CallOffered) for e in ep.events())
+
+
+RFC4475 = Path(__file__).resolve().parents[1] / "data" / "rfc4475" / "invalid"
+
+
+def test_rfc4475_zeromf_options_with_max_forwards_0_is_answered_200() -> None:
+    """§3.3.11: Max-Forwards 0 in a request to the element itself: answer it."""
+    data = (RFC4475 / "zeromf.dat").read_bytes()
+    answer = answer_of(uas(), data, addr=("192.0.2.30", 5060))
+    assert answer.status == 200
+    assert answer.call_id == "zeromf.jfasdlfnm2o2l43r5u0asdfas"
+    assert answer.to.tag
+
+
+def test_rfc4475_unksm2_non_sip_schemes_in_to_from_contact_are_answered() -> None:
+    """§3.3.4: isbn: in To, http: in From, name: in Contact. The UA core needs SIP URIs there
+    and refuses with 416, but it answers (it dropped the request, unable to build a To tag)."""
+    data = (RFC4475 / "unksm2.dat").read_bytes()
+    ep = uas()
+    answer = answer_of(ep, data, addr=("192.0.2.21", 5060))
+    assert answer.status == 416
+    assert (answer.headers.get("To") or "").startswith("isbn:2983792873;tag=")
+    assert answer.headers.get("From") == "<http://www.example.com>;tag=3234233"
+    assert answer.call_id == "unksm2.daksdj@hyphenated-host.example.com"
+    assert answer.cseq.seq == 234902 and answer.cseq.method == "REGISTER"
 
 
 def test_invalid_request_answered_with_parser_status_and_reason() -> None:
