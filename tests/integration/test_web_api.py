@@ -221,3 +221,32 @@ async def test_healthz_is_503_when_the_loop_stalls(api: Api) -> None:
     health = await api.as_token(None).get("/healthz")
     assert health.status == 503, health.body
     assert health.body["checks"]["event_loop"]["ok"] is False
+
+
+async def test_tls_from_the_configured_certificate(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    from bridge.config import Config, WebConfig
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (it makes the test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    db = tmp_path / "bridge.sqlite3"
+    token = account_token(db, "alice@example.org")
+    config = Config(web=WebConfig(listen="127.0.0.1:0", tls_cert=str(cert), tls_key=str(key)),
+                    db_path=db).validate()
+    context = ssl.create_default_context(cafile=str(cert))
+    async with api_server(db, config=config) as (running, _), aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context)) as session:
+        assert running.url.startswith("https://127.0.0.1:")
+        reply = await Api(session, running.url, token).get("/api/v1/me")
+        assert reply.status == 200 and reply.body["email"] == "alice@example.org"
+        with pytest.raises(aiohttp.ClientError):  # plain HTTP is not served
+            async with session.get(running.url.replace("https://", "http://") + "/healthz"):
+                pass
