@@ -105,6 +105,13 @@ async def test_rooms_crud_and_pin_rules(api: Api) -> None:
     body = assert_problem(other, 409)
     assert body["field"] == "pin"
     assert_problem(await api.post("/api/v1/rooms", {"name": "board"}), 409)
+    second = (await api.post("/api/v1/rooms", {"name": "second"})).body
+    taken = await api.call("PATCH", f"/api/v1/rooms/{second['id']}",
+                           {"moderator_pin": fresh.body["participant_pin"]})
+    assert assert_problem(taken, 409)["field"] == "pin"
+    renamed = await api.call("PATCH", f"/api/v1/rooms/{second['id']}", {"name": "board"})
+    assert assert_problem(renamed, 409)["field"] == "name"
+    assert (await api.call("DELETE", f"/api/v1/rooms/{second['id']}")).status == 204
 
     # 422: invalid values, every field listed
     bad = await api.post("/api/v1/rooms", {"name": "", "participant_pin": "123456",
