@@ -150,3 +150,24 @@ node_heartbeats = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
     sa.PrimaryKeyConstraint("node_id", name="node_heartbeats_pkey"),
 )
+
+pin_attempts = sa.Table(
+    "pin_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("node_id", sa.Text, nullable=False),
+)
+sa.Index("pin_attempts_source", pin_attempts.c.source, pin_attempts.c.at)
+
+ivr_slots = sa.Table(
+    "ivr_slots",
+    metadata,
+    sa.Column("call_id", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("node_id", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("call_id", name="ivr_slots_pkey"),
+)
+sa.Index("ivr_slots_source", ivr_slots.c.source)

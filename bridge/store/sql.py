@@ -805,6 +805,8 @@ class SqlStore:
                     leave_reason=LeaveReason.INTERRUPTED.value,
                 )
             )
+            await conn.execute(sa.delete(t.pin_attempts).where(t.pin_attempts.c.node_id == node_id))
+            await conn.execute(sa.delete(t.ivr_slots).where(t.ivr_slots.c.node_id == node_id))
             await conn.execute(
                 sa.update(t.runs)
                 .where(t.runs.c.node_id == node_id, t.runs.c.ended_at.is_(None))
@@ -1032,15 +1034,72 @@ class SqlStore:
             return int(result.scalar_one())
 
     async def count_recent_pin_failures(self, source: str, since: float) -> int:
-        rj = t.rejections
-        row = await self._one(
-            sa.select(sa.func.count().label("n")).where(
-                rj.c.source == source,
-                rj.c.reason == RejectionReason.WRONG_PIN.value,
-                rj.c.at >= since,
-            )
-        )
+        """Wrong PINs of ``source`` since ``since``, plus its tries in flight (reserved by
+        ``reserve_pin_attempt`` and not released yet) -- on every node."""
+        row = await self._one(sa.select(_used(source, since).label("n")))
         return 0 if row is None else int(row["n"])
+
+    async def _lock_source(self, conn: AsyncConnection, key: str) -> None:
+        """Serialise the budget checks of one source across nodes for this transaction
+        (SQLite: the write lock of BEGIN IMMEDIATE does it already)."""
+        if self.dialect == "postgresql":
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+    async def reserve_pin_attempt(
+        self, *, source: str, since: float, limit: int, now: float, node_id: str
+    ) -> int | None:
+        """Reserve one PIN try of ``source`` before the lookup: None when its wrong PINs
+        since ``since`` plus its tries in flight reached ``limit`` (the caller is refused);
+        else the reservation, released by ``release_pin_attempt`` once the outcome (a
+        ``wrong_pin`` rejection, or the join) is written. Atomic across nodes: the count
+        and the insert run under a per-source lock (PostgreSQL: an advisory lock)."""
+        pa = t.pin_attempts
+        async with self._tx() as conn:
+            await self._lock_source(conn, f"pin:{source}")
+            insert = (
+                sa.insert(pa)
+                .from_select(
+                    ["source", "at", "node_id"],
+                    sa.select(
+                        sa.literal(source, sa.Text),
+                        sa.literal(now, sa.Float),
+                        sa.literal(node_id, sa.Text),
+                    ).where(_used(source, since) < limit),
+                )
+                .returning(pa.c.id)
+            )
+            found = (await conn.execute(insert)).scalar()
+            return None if found is None else int(found)
+
+    async def release_pin_attempt(self, attempt_id: int) -> None:
+        async with self._tx() as conn:
+            await conn.execute(sa.delete(t.pin_attempts).where(t.pin_attempts.c.id == attempt_id))
+
+    async def enter_ivr(
+        self, *, call_id: str, source: str, limit: int, now: float, node_id: str
+    ) -> bool:
+        """Take one of the ``limit`` IVR places of ``source`` for ``call_id``; False when
+        they are all taken (on any node). ``leave_ivr`` gives it back."""
+        slots = t.ivr_slots
+        async with self._tx() as conn:
+            await self._lock_source(conn, f"ivr:{source}")
+            held = sa.select(sa.func.count()).where(slots.c.source == source).scalar_subquery()
+            result = await conn.execute(
+                sa.insert(slots).from_select(
+                    ["call_id", "source", "node_id", "at"],
+                    sa.select(
+                        sa.literal(call_id, sa.Text),
+                        sa.literal(source, sa.Text),
+                        sa.literal(node_id, sa.Text),
+                        sa.literal(now, sa.Float),
+                    ).where(held < limit),
+                )
+            )
+            return bool(result.rowcount == 1)
+
+    async def leave_ivr(self, call_id: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(sa.delete(t.ivr_slots).where(t.ivr_slots.c.call_id == call_id))
 
     async def list_rejections(
         self, *, since: float | None = None, source: str | None = None, limit: int = 1000
@@ -1056,6 +1115,23 @@ class SqlStore:
 
 
 _PIN_COLUMNS = tuple(c.name for c in _PIN_LOOKUP.selected_columns)
+
+
+def _used(source: str, since: float) -> sa.ColumnElement[int]:
+    """The PIN budget ``source`` used since ``since``: wrong PINs plus tries in flight."""
+    rj = t.rejections
+    pa = t.pin_attempts
+    failures = (
+        sa.select(sa.func.count())
+        .where(rj.c.source == source, rj.c.reason == RejectionReason.WRONG_PIN.value,
+               rj.c.at >= since)
+        .scalar_subquery()
+    )
+    in_flight = (
+        sa.select(sa.func.count()).where(pa.c.source == source, pa.c.at >= since)
+        .scalar_subquery()
+    )
+    return failures + in_flight
 
 
 async def open_for_serving(database: str | os.PathLike[str]) -> SqlStore | None:

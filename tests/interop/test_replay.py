@@ -17,7 +17,7 @@ from bridge.replay.player import replay
 from bridge.replay.trace import read_trace
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
-from tests.conftest import LOOPBACK, free_port, require_binary, rtp_port_block
+from tests.conftest import LOOPBACK, free_port, require_binary, rtp_port_block, wait_until_bound
 from tests.interop.capture import require_capture
 from tests.interop.conftest import bridge_config
 from tests.interop.pcapgen import CallStream, digits_at, write_stream_pcap
@@ -201,18 +201,21 @@ async def test_a_captured_three_party_conference_replays_against_a_fresh_bridge(
     async with dialin_bridge(tmp_path / "second") as second:
         room = await second.room("Weekly", CONF_PIN, "97531864")
         target = (LOOPBACK, second.app.local[1])
-        joined = 0
-        for speed in (1.0, 2.0):
-            results = await replay(calls, target, speed=speed)
+        # both speeds at once (two players, six callers in the room): the test stays short
+        runs = await asyncio.gather(replay(calls, target, speed=1.0),
+                                    replay(calls, target, speed=2.0))
+        for speed, results in zip((1.0, 2.0), runs, strict=True):
             for result in results:
                 assert result.verdict == "same", f"speed {speed}:\n{result.text()}"
                 assert result.statuses == result.trace_statuses
                 assert "".join(d["digit"] for d in result.digits_sent).endswith(CONF_PIN + "#")
                 assert result.audio_seconds > 2 and not result.audio_silent, result.text()
-            joined += 3
-            records = await until(functools.partial(closed_records, second, room, joined),
-                                  f"{joined} closed call records (the PIN was accepted)")
-            assert len(records) == joined
+        fast = [r.duration or 0.0 for r in runs[1]]
+        slow = [r.duration or 0.0 for r in runs[0]]
+        assert all(0.4 < f / s < 0.6 for f, s in zip(fast, slow, strict=True)), (fast, slow)
+        records = await until(functools.partial(closed_records, second, room, 6),
+                              "6 closed call records (the PIN was accepted every time)")
+        assert len(records) == 6
         assert await second.rejections() == []
 
 
@@ -236,3 +239,22 @@ async def test_a_target_that_answers_otherwise_exits_1_with_the_difference(
     assert call["statuses"] == ["403 INVITE"] and call["verdict"] == "differs"
     assert "responses ['403 INVITE'] instead of ['200 INVITE', '200 BYE']" in call["differences"]
     assert call["digits_sent"] == [] and call["packets_sent"] == 0
+
+
+async def test_the_player_answers_what_the_target_sends_inside_the_dialog(
+        tmp_path: Path) -> None:
+    """A SIPp target re-INVITEs, sends OPTIONS and INFO, then BYE: the replayed caller answers
+    each (SIPp exits 0 only then); the report says the target ended the call, unlike the
+    trace, so the call differs."""
+    port = free_port()
+    require_binary("sipp")
+    target = asyncio.create_task(run_sipp("uas_dialog_requests.xml", None, tmp=tmp_path,
+                                          port=port, timeout=20.0))
+    await wait_until_bound(port)
+    calls = read_trace((TRACES / "sipp_udp.pcap").read_bytes()).invite_calls()
+    [result] = await replay(calls, (LOOPBACK, port))
+    sipp = await target
+    assert sipp.returncode == 0, sipp.stdout[-2000:] + sipp.logs
+    assert result.statuses == ["200 INVITE"] and result.ended_by == "target"
+    assert result.verdict == "differs" and result.duration is not None
+    assert result.duration < 5.0  # the target's BYE ended it, not the trace's at 8 s

@@ -4,13 +4,21 @@ crash recovery dated by the last heartbeat."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bridge.conference.model import Language, LeaveReason, Role
-from bridge.store.base import Direction, DuplicateError, NotFoundError, RunEnd, Store
+from bridge.store.base import (
+    Direction,
+    DuplicateError,
+    NotFoundError,
+    RejectionReason,
+    RunEnd,
+    Store,
+)
 from tests.storebackend import Backend
 
 T0 = 1_700_000_000.0
@@ -202,3 +210,99 @@ async def test_crash_without_heartbeat_uses_now(store: Store) -> None:
     assert await store.close_interrupted(NODE, T0 + 500) == 1
     [got] = await store.call_history()
     assert got.id == rec and got.left_at == T0 + 500
+
+
+# -- the PIN budget and the IVR places of a source, shared by every node ----------------------
+
+
+async def test_pin_budget_is_reserved_before_every_try(store: Store) -> None:
+    src = "ip:203.0.113.9"
+    since = T0 - 600
+    held = [
+        await store.reserve_pin_attempt(source=src, since=since, limit=10, now=T0, node_id=NODE)
+        for _ in range(10)
+    ]
+    assert all(h is not None for h in held) and len(set(held)) == 10
+    # ten tries in flight use the whole budget: the 11th is refused before any lookup
+    assert await store.reserve_pin_attempt(
+        source=src, since=since, limit=10, now=T0, node_id=NODE
+    ) is None
+    assert await store.count_recent_pin_failures(src, since) == 10
+    # another source has its own budget
+    assert await store.reserve_pin_attempt(
+        source="ip:198.51.100.1", since=since, limit=10, now=T0, node_id=NODE
+    ) is not None
+    # a try that failed becomes a wrong_pin rejection, then its reservation goes: still used
+    await store.record_rejection(
+        at=T0, number_dialed="+4930123456", caller="", source=src,
+        reason=RejectionReason.WRONG_PIN, node_id=NODE,
+    )
+    first = held[0]
+    assert first is not None
+    await store.release_pin_attempt(first)
+    assert await store.count_recent_pin_failures(src, since) == 10
+    # a try that succeeded is released without a rejection: the budget comes back
+    for attempt in held[1:4]:
+        assert attempt is not None
+        await store.release_pin_attempt(attempt)
+    assert await store.count_recent_pin_failures(src, since) == 7
+    got = [
+        await store.reserve_pin_attempt(source=src, since=since, limit=10, now=T0, node_id=NODE)
+        for _ in range(4)
+    ]
+    assert [g is not None for g in got] == [True, True, True, False]
+    # everything expires with the window
+    assert await store.count_recent_pin_failures(src, T0 + 1) == 0
+
+
+async def test_concurrent_reservations_on_two_connections_never_exceed_the_budget(
+    backend: Backend,
+) -> None:
+    a = await backend.open()
+    b = await backend.open()
+    try:
+        async def one(store: Store) -> int | None:
+            return await store.reserve_pin_attempt(
+                source="ip:203.0.113.9", since=T0 - 600, limit=10, now=T0, node_id=NODE
+            )
+
+        results = await asyncio.gather(*(one(a if i % 2 else b) for i in range(30)))
+        assert sum(r is not None for r in results) == 10
+        slots = await asyncio.gather(*(
+            (a if i % 2 else b).enter_ivr(
+                call_id=f"call-{i}", source="ip:203.0.113.9", limit=4, now=T0, node_id=NODE
+            )
+            for i in range(12)
+        ))
+        assert sum(slots) == 4
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_ivr_places_of_a_source(store: Store) -> None:
+    src = "ip:203.0.113.9"
+    taken = [
+        await store.enter_ivr(call_id=f"c{i}", source=src, limit=4, now=T0, node_id=NODE)
+        for i in range(5)
+    ]
+    assert taken == [True, True, True, True, False]
+    assert await store.enter_ivr(call_id="other", source="ip:192.0.2.1", limit=4, now=T0,
+                                 node_id=NODE)
+    await store.leave_ivr("c0")
+    await store.leave_ivr("c4")  # never entered: nothing happens
+    assert await store.enter_ivr(call_id="c5", source=src, limit=4, now=T0, node_id=NODE)
+    assert not await store.enter_ivr(call_id="c6", source=src, limit=4, now=T0, node_id=NODE)
+
+
+async def test_a_crashed_node_gives_back_its_reservations_and_places(store: Store) -> None:
+    src = "ip:203.0.113.9"
+    for _ in range(3):
+        await store.reserve_pin_attempt(source=src, since=T0 - 600, limit=10, now=T0,
+                                        node_id="bridge-b")
+    await store.reserve_pin_attempt(source=src, since=T0 - 600, limit=10, now=T0, node_id=NODE)
+    for i in range(4):
+        await store.enter_ivr(call_id=f"b{i}", source=src, limit=4, now=T0, node_id="bridge-b")
+    await store.close_interrupted("bridge-b", T0 + 10)
+    assert await store.count_recent_pin_failures(src, T0 - 600) == 1
+    assert await store.enter_ivr(call_id="a0", source=src, limit=4, now=T0, node_id=NODE)
