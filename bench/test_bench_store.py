@@ -3,7 +3,8 @@
 Each backend runs on a real database: a SQLite file in a temporary directory (synchronous=FULL,
 so open/close pays the fsyncs a durable record costs) and, where its binaries are installed, a
 PostgreSQL server started for the module (tests/pgserver.py, fsync on, Unix socket). The loop
-is driven with ``run_until_complete`` per round, as the bridge's own loop would await the store. Medians in µs are in extra_info.
+is driven with ``run_until_complete`` per round, as the bridge's own loop would await the
+store. Medians in µs are in extra_info.
 Run: .venv/bin/pytest bench/test_bench_store.py --benchmark-only
 
 Before the SQLAlchemy port (hand-written SQL over aiosqlite, main at 12e84a2, this machine):
