@@ -83,9 +83,7 @@ def main() -> int:
     parser.add_argument("--rooms-of", type=int, default=10)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--workers", type=int, default=0, help="[media] workers")
-    parser.add_argument("--call-rate", type=float, default=2.0,
-                        help="calls per second (the load generator's callers share one "
-                             "source, whose PIN tries in flight the bridge limits to 10)")
+    parser.add_argument("--call-rate", type=float, default=20.0, help="calls per second")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="web-bench-"))
     db = folder / "bridge.sqlite3"
@@ -128,7 +126,7 @@ def main() -> int:
         threading.Thread(target=keep_log, daemon=True).start()
         gen = LoadGenerator(LoadGenConfig(mode="sip", rooms_of=args.rooms_of,
                                           talkers=min(3, args.rooms_of),
-                                          call_rate=args.call_rate,
+                                          call_rate=args.call_rate, caller_prefix="+49151",
                                           pin_delay=0.5))
         try:
             uri = f"sip:{NUMBER}@127.0.0.1:{sip_port}"
