@@ -217,3 +217,30 @@ def test_the_capture_writer_rotates_by_size_and_every_file_reads(tmp_path: Path)
     assert all(f.exists() and f.stat().st_size <= 20000 for f in files)
     assert not (tmp_path / "cap.pcap.4").exists()
     assert all(read_packets(f.read_bytes()) for f in files)
+
+
+def fragments(ip: bytes, size: int) -> list[bytes]:
+    """An IPv4 packet cut into fragments of ``size`` payload octets (a multiple of 8)."""
+    head = dpkt.ip.IP(ip)
+    payload = ip[head.hl * 4:head.len]
+    out = []
+    for pos in range(0, len(payload), size):
+        piece = payload[pos:pos + size]
+        more = pos + size < len(payload)
+        frag = dpkt.ip.IP(src=head.src, dst=head.dst, p=head.p, id=head.id or 7, ttl=64,
+                          mf=int(more), offset=pos // 8, data=piece)
+        frag.len = 20 + len(piece)
+        out.append(bytes(frag))
+    return out
+
+
+def test_fragmented_ipv4_datagrams_are_reassembled_in_any_order() -> None:
+    frames: list[tuple[float, bytes]] = []
+    for when, ip in ip_packets(UDP):
+        pieces = fragments(ip, 200) if b"INVITE sip:" in ip or b"SIP/2.0 200" in ip else [ip]
+        frames += [(when, p) for p in reversed(pieces)]
+    assert len(frames) > len(ip_packets(UDP)) + 4
+    check_call(read_trace(pcap(101, frames)))
+    missing = [(t, ip) for t, ip in frames if b"SIP/2.0 200 OK" not in ip]  # a 200's head
+    (call,) = read_trace(pcap(101, missing)).calls.values()  # that datagram is not seen
+    assert [r.label for r in call.messages] == ["INVITE", "100 INVITE", "ACK", "BYE"]
