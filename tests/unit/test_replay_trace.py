@@ -244,3 +244,19 @@ def test_fragmented_ipv4_datagrams_are_reassembled_in_any_order() -> None:
     missing = [(t, ip) for t, ip in frames if b"SIP/2.0 200 OK" not in ip]  # a 200's head
     (call,) = read_trace(pcap(101, missing)).calls.values()  # that datagram is not seen
     assert [r.label for r in call.messages] == ["INVITE", "100 INVITE", "ACK", "BYE"]
+
+
+def test_capture_frames_are_valid_ipv4_udp_tcp_and_ipv6() -> None:
+    payload = bytes(range(200))
+    for src, dst, transport in ((("127.0.0.1", 4000), ("10.1.2.3", 5060), "UDP"),
+                                (("127.0.0.1", 4000), ("10.1.2.3", 5060), "TCP"),
+                                (("::1", 4000), ("2001:db8::5", 5060), "UDP")):
+        eth = dpkt.ethernet.Ethernet(build_frame(src, dst, transport, payload))
+        ip = eth.data
+        assert ip.data.sport == 4000 and ip.data.dport == 5060 and ip.data.data == payload
+        if isinstance(ip, dpkt.ip.IP):
+            sent = ip.sum
+            ip.sum = 0
+            assert dpkt.ip.IP(bytes(ip)).sum == sent, "IPv4 header checksum"
+        [pkt] = read_packets(pcap(1, [(1.0, bytes(eth))]))
+        assert (pkt.src, pkt.dst, pkt.transport, pkt.payload) == (src, dst, transport, payload)
