@@ -37,7 +37,8 @@ from bridge.conference.model import Language, Room
 from bridge.conference.numbers import NumberError, normalize_e164, validate_country
 from bridge.conference.pins import WeakPinError, check_pin, check_pin_pair, generate_room_pins
 from bridge.config import Config
-from bridge.media.wavimport import WavImportError, import_announcement
+from bridge.media.wavimport import WavImportError
+from bridge.runtime.prompt_files import import_announcement
 from bridge.store.base import (
     AccessNumber,
     Account,

@@ -166,6 +166,8 @@ class ConferenceConfig:
     node_id: str = ""
     default_country: str = ""
     trusted_networks: tuple[str, ...] = ()
+    ivr_calls_per_source: int = 4  # calls of one source in the IVR at once, all nodes (0: off)
+    heartbeat_interval: float = 5.0  # seconds between this node's heartbeats in the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +292,10 @@ class Config:
             raise ConfigError("web: tls_cert and tls_key go together")
         if self.debug.capture_max_bytes < 0:
             raise ConfigError("debug.capture_max_bytes: must be 0 (no rotation) or positive")
+        if self.conference.ivr_calls_per_source < 0:
+            raise ConfigError("conference.ivr_calls_per_source: must be 0 (off) or positive")
+        if self.conference.heartbeat_interval <= 0:
+            raise ConfigError("conference.heartbeat_interval: must be positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         return self

@@ -160,6 +160,15 @@ class ConferenceAccess(Protocol):
         """The room and role a PIN opens for this call, None for a wrong PIN."""
         ...
 
+    async def reserve_try(self) -> bool:
+        """Reserve one try of the source's PIN budget before the lookup (tries in flight on
+        any node count); False: the budget is used up, no lookup."""
+        ...
+
+    async def release_try(self) -> None:
+        """Give back the reservation once the try's outcome is written."""
+        ...
+
     async def reject(self, reason: RejectionReason, room: Room | None) -> None:
         """Record a rejection of this call (``rejections`` table)."""
         ...
@@ -282,17 +291,25 @@ async def enter_pin(
     spec = _pin_spec(timers)
     for attempt in range(1, policy.tries_per_call + 1):
         if attempt > 1 and await access.failures_exhausted():
-            return None  # the source's budget ran out during this call (or a parallel one)
+            # the source's budget ran out during this call (or a parallel one)
+            await access.reject(RejectionReason.TOO_MANY_FAILURES, None)
+            return None
         if attempt == 1 and first is not None:
             got = first
         else:
             await ch.play(prompts.sequence(lang, "enter_pin"))
             got = await ch.collect(spec)
         if got.digits:
-            found = await access.find_pin(got.digits)
-            if found is not None:
-                return found
-            await access.reject(RejectionReason.WRONG_PIN, None)
+            if not await access.reserve_try():  # parallel calls used the budget up
+                await access.reject(RejectionReason.TOO_MANY_FAILURES, None)
+                return None
+            try:
+                found = await access.find_pin(got.digits)
+                if found is not None:
+                    return found
+                await access.reject(RejectionReason.WRONG_PIN, None)
+            finally:
+                await access.release_try()  # after the wrong_pin row: never under-counted
         if attempt < policy.tries_per_call:
             await ch.play(prompts.sequence(lang, "wrong_pin"))
     return None

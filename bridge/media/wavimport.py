@@ -1,7 +1,8 @@
 """Owner announcement import: any PCM/float WAV -> 8 kHz mono 16-bit, levelled like the prompts.
 
-Sans-I/O apart from :func:`import_announcement`, which reads one file and writes one file. The
-pieces are pure functions so the prompt generator and the tests can use them on bytes/arrays:
+Sans-I/O: :func:`prepare_announcement` takes a file's bytes and returns the announcement's
+(the runtime's ``prompt_files.import_announcement`` reads and writes the files). The pieces are
+pure functions so the prompt generator and the tests can use them on bytes/arrays:
 
 - :func:`decode_wav` -- a small RIFF/WAVE reader (Microsoft RIFF spec; ``WAVE_FORMAT_PCM`` 1,
   ``WAVE_FORMAT_IEEE_FLOAT`` 3 and ``WAVE_FORMAT_EXTENSIBLE`` 0xFFFE with a PCM/float sub-format;
@@ -18,19 +19,17 @@ Every failure raises :class:`WavImportError` with a one-line, user-presentable m
 from __future__ import annotations
 
 import math
-import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 __all__ = [
+    "Announcement",
     "DecodedWav",
     "ImportLimits",
-    "ImportResult",
     "LevelTarget",
     "WavImportError",
     "active_rms",
@@ -38,7 +37,7 @@ __all__ = [
     "convert",
     "decode_wav",
     "encode_wav",
-    "import_announcement",
+    "prepare_announcement",
     "resample",
     "to_int16",
 ]
@@ -95,10 +94,10 @@ class DecodedWav:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ImportResult:
-    """What :func:`import_announcement` did."""
+class Announcement:
+    """What :func:`prepare_announcement` made: the WAV bytes and the conversion's figures."""
 
-    dst: Path
+    wav: bytes
     source_rate: int
     source_channels: int
     source_bits: int
@@ -395,34 +394,24 @@ def convert(
     return to_int16(y), gain_db
 
 
-def import_announcement(
-    src: Path,
-    dst: Path,
+def prepare_announcement(
+    data: bytes,
     *,
     limits: ImportLimits | None = None,
     target: LevelTarget | None = None,
-) -> ImportResult:
-    """Convert the WAV file ``src`` into an 8 kHz mono 16-bit announcement at ``dst``.
-
-    ``dst`` is replaced atomically. Raises :class:`WavImportError` (one-line message) for
-    anything that is not a usable WAV recording.
-    """
+) -> Announcement:
+    """Convert the bytes of a WAV file into an 8 kHz mono 16-bit announcement (its WAV bytes
+    and what was done). Raises :class:`WavImportError` (one-line message) for anything that is
+    not a usable WAV recording. Reading and writing the files is the runtime's
+    (:func:`bridge.runtime.prompt_files.import_announcement`)."""
     lim = limits if limits is not None else ImportLimits()
-    try:
-        size = src.stat().st_size
-        if size > lim.max_file_bytes:
-            raise WavImportError(f"file too large ({size} bytes)")
-        data = src.read_bytes()
-    except OSError as exc:
-        raise WavImportError(f"cannot read file: {exc.strerror or exc}") from exc
+    if len(data) > lim.max_file_bytes:
+        raise WavImportError(f"file too large ({len(data)} bytes)")
     decoded = decode_wav(data, lim)
     pcm, gain_db = convert(decoded, target)
-    tmp = dst.with_name(dst.name + ".part")
-    tmp.write_bytes(encode_wav(pcm))
-    os.replace(tmp, dst)
     f = pcm.astype(np.float64) / 32768.0
-    return ImportResult(
-        dst=dst,
+    return Announcement(
+        wav=encode_wav(pcm),
         source_rate=decoded.rate,
         source_channels=decoded.channels,
         source_bits=decoded.bits,

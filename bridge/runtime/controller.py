@@ -129,6 +129,7 @@ class ControllerConfig:
     trusted_networks: tuple[str, ...] = ()
     prompt_grace: float = 5.0
     offer_ttl: float = 60.0  # forget an offered call that was never answered after this
+    ivr_calls_per_source: int = 4  # calls of one source in the IVR at once, all nodes (0: off)
 
 
 def _caller_name(caller: str) -> str:
@@ -263,10 +264,24 @@ class _CallAccess:
     def __init__(self, controller: ConferenceController, call: _Call) -> None:
         self._c = controller
         self._call = call
+        self._attempt: int | None = None  # the PIN try reserved now
 
     async def failures_exhausted(self) -> bool:
         return await failures_exhausted(self._c.store, self._call.source, time.time(),
                                         self._c.config.pin_policy)
+
+    async def reserve_try(self) -> bool:
+        policy = self._c.config.pin_policy
+        now = time.time()
+        self._attempt = await self._c.store.reserve_pin_attempt(
+            source=self._call.source, since=now - policy.failure_window,
+            limit=policy.max_failures, now=now, node_id=self._c.config.node_id)
+        return self._attempt is not None
+
+    async def release_try(self) -> None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:  # shielded like reject: a hang-up must not keep it reserved
+            await asyncio.shield(self._c._spawn(self._c.store.release_pin_attempt(attempt)))
 
     async def find_pin(self, pin: str) -> tuple[Room, Role] | None:
         found = await self._c.store.find_room_by_pin(pin)
@@ -413,9 +428,25 @@ class ConferenceController:
     # -- the IVR -------------------------------------------------------------------------------
 
     async def _run(self, call: _Call) -> None:
-        outcome = await dial_in(call.channel, _CallAccess(self, call), self.prompts,
-                                language=call.number.language, timers=self.config.ivr,
-                                policy=self.config.pin_policy)
+        limit = self.config.ivr_calls_per_source
+        if limit and not await self.store.enter_ivr(
+                call_id=call.leg.call, source=call.source, limit=limit, now=time.time(),
+                node_id=self.config.node_id):
+            log.info("call %s from %s: %d calls of %s in the IVR already; refused",
+                     call.leg.call, call.leg.caller, limit, call.source)
+            await asyncio.shield(self._spawn(self.record_rejection(
+                call, RejectionReason.TOO_MANY_FAILURES, None)))
+            await call.channel.play(
+                self.prompts.sequence(call.language.value, "too_many_attempts_goodbye"))
+            call.channel.hang_up()
+            return
+        try:
+            outcome = await dial_in(call.channel, _CallAccess(self, call), self.prompts,
+                                    language=call.number.language, timers=self.config.ivr,
+                                    policy=self.config.pin_policy)
+        finally:
+            if limit:
+                await asyncio.shield(self._spawn(self.store.leave_ivr(call.leg.call)))
         log.info("call %s from %s: IVR %s", call.leg.call, call.leg.caller, outcome.value)
 
     def _flow_done(self, call: _Call, task: asyncio.Task[None]) -> None:

@@ -9,7 +9,9 @@ error at start, and :func:`missing_prompts` names what the IVR could play but is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -27,11 +29,14 @@ from bridge.media.prompts import (
     prompt_key,
     valid_name,
 )
+from bridge.media.wavimport import ImportLimits, LevelTarget, WavImportError, prepare_announcement
 
 __all__ = [
     "PLAYABLE_PROMPTS",
     "REQUIRED_LANGUAGES",
+    "ImportResult",
     "describe",
+    "import_announcement",
     "load_clip",
     "load_prompts",
     "missing_prompts",
@@ -100,3 +105,49 @@ def missing_prompts(library: PromptLibrary,
                     langs: Iterable[str] = REQUIRED_LANGUAGES) -> list[str]:
     """The playable prompts (and spoken numbers) ``library`` lacks in ``langs``."""
     return library.missing(langs, PLAYABLE_PROMPTS)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What :func:`import_announcement` did."""
+
+    dst: Path
+    source_rate: int
+    source_channels: int
+    source_bits: int
+    source_encoding: str
+    samples: int
+    duration_s: float
+    gain_db: float
+    rms_dbfs: float
+    peak_dbfs: float
+
+
+def import_announcement(
+    src: Path,
+    dst: Path,
+    *,
+    limits: ImportLimits | None = None,
+    target: LevelTarget | None = None,
+) -> ImportResult:
+    """Convert the WAV file ``src`` into an 8 kHz mono 16-bit announcement at ``dst``
+    (:func:`bridge.media.wavimport.prepare_announcement`). ``dst`` is replaced atomically.
+    Raises :class:`WavImportError` (one-line message) for anything that is not a usable WAV
+    recording."""
+    lim = limits if limits is not None else ImportLimits()
+    try:
+        size = src.stat().st_size
+        if size > lim.max_file_bytes:
+            raise WavImportError(f"file too large ({size} bytes)")
+        data = src.read_bytes()
+    except OSError as exc:
+        raise WavImportError(f"cannot read file: {exc.strerror or exc}") from exc
+    made = prepare_announcement(data, limits=lim, target=target)
+    tmp = dst.with_name(dst.name + ".part")
+    tmp.write_bytes(made.wav)
+    os.replace(tmp, dst)
+    return ImportResult(
+        dst=dst, source_rate=made.source_rate, source_channels=made.source_channels,
+        source_bits=made.source_bits, source_encoding=made.source_encoding,
+        samples=made.samples, duration_s=made.duration_s, gain_db=made.gain_db,
+        rms_dbfs=made.rms_dbfs, peak_dbfs=made.peak_dbfs)

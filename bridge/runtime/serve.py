@@ -25,6 +25,7 @@ from bridge.media.prompts import PromptError, PromptLibrary
 from bridge.runtime import prompt_files
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
+from bridge.runtime.heartbeat import Heartbeat
 from bridge.service.live import ConferenceService, Health
 from bridge.store.base import Store
 
@@ -137,15 +138,20 @@ async def _main(config: Config, start_web: StartWeb) -> int:
     # Stable across restarts, so crash recovery finds the records this node left open.
     node_id = conference.node_id or socket.gethostname()
     controller: ConferenceController | None = None
+    heartbeat: Heartbeat | None = None
     try:
         interrupted = await store.close_interrupted(node_id, time.time())
         if interrupted:
             log.info("closed %d call record(s) left open by a previous run", interrupted)
+        heartbeat = Heartbeat(store, node_id, conference.heartbeat_interval)
+        await heartbeat.beat()  # after the recovery above: it dated the crash by the last beat
+        heartbeat.start()
         controller = ConferenceController(
             store,
             ControllerConfig(node_id=node_id,
                              default_country=conference.default_country or None,
-                             trusted_networks=conference.trusted_networks),
+                             trusted_networks=conference.trusted_networks,
+                             ivr_calls_per_source=conference.ivr_calls_per_source),
             prompts,
         )
         app = BridgeApp(config, controller)
@@ -182,6 +188,8 @@ async def _main(config: Config, start_web: StartWeb) -> int:
         await app.stop()
         return 0
     finally:
+        if heartbeat is not None:
+            await heartbeat.stop()
         if controller is not None:
             await controller.drain()
         await store.close()

@@ -168,6 +168,8 @@ class FakeAccess:
         self.intros: dict[int, Clip] = {}
         self.before_join: list[Leg] = []  # legs that slip in between admission and join
         self.now = 1_700_000_000.0
+        self.lookups = 0
+        self.in_flight = 0
 
     def conference(self, r: Room) -> Conference:
         return self.conferences.setdefault(r.id, Conference.open(r))
@@ -181,7 +183,17 @@ class FakeAccess:
         return self.failures >= PinPolicy().max_failures
 
     async def find_pin(self, pin: str) -> tuple[Room, Role] | None:
+        self.lookups += 1
         return self.pins.get(pin)
+
+    async def reserve_try(self) -> bool:
+        if self.failures + self.in_flight >= PinPolicy().max_failures:
+            return False
+        self.in_flight += 1
+        return True
+
+    async def release_try(self) -> None:
+        self.in_flight -= 1
 
     async def reject(self, reason: RejectionReason, room: Room | None) -> None:
         self.rejections.append((reason, None if room is None else room.id))
@@ -410,9 +422,21 @@ async def test_source_budget_is_checked_before_every_try() -> None:
     ch = FakeChannel({"enter_pin": ["111222#", PPIN + "#"]})
     access = CountingAccess(R1, failures=9)
     assert await run(ch, access) is not IvrOutcome.JOINED
-    assert access.rejections == [(RejectionReason.WRONG_PIN, None)]
+    assert access.rejections == [(RejectionReason.WRONG_PIN, None),
+                                 (RejectionReason.TOO_MANY_FAILURES, None)]
     assert access.joined == []
     assert ch.transcript.count("en/enter_pin!") + ch.transcript.count("en/enter_pin") == 1
+
+
+async def test_no_lookup_without_a_reserved_try() -> None:
+    """Tries in flight of parallel calls fill the budget: the typed PIN is not looked up."""
+    ch = FakeChannel({"enter_pin": [PPIN + "#"]})
+    access = CountingAccess(R1, failures=7)
+    access.in_flight = 3  # three other calls are checking a PIN right now
+    assert await run(ch, access) is IvrOutcome.WRONG_PIN
+    assert access.lookups == 0 and access.joined == []
+    assert access.rejections == [(RejectionReason.TOO_MANY_FAILURES, None)]
+    assert "en/too_many_attempts_goodbye" in ch.transcript
 
 # -- admission -----------------------------------------------------------------------------------
 

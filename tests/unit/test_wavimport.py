@@ -20,9 +20,9 @@ from bridge.media.wavimport import (
     ImportLimits,
     WavImportError,
     decode_wav,
-    import_announcement,
     resample,
 )
+from bridge.runtime.prompt_files import import_announcement
 
 F64 = npt.NDArray[np.float64]
 
