@@ -82,6 +82,7 @@ def main() -> int:
     parser.add_argument("--legs", type=int, default=300)
     parser.add_argument("--rooms-of", type=int, default=10)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=0, help="[media] workers")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="web-bench-"))
     db = folder / "bridge.sqlite3"
@@ -92,8 +93,10 @@ def main() -> int:
     config = folder / "bridge.toml"
     config.write_text(f'db_path = "{db}"\n[sip]\nlisten_host = "127.0.0.1"\n'
                       f'listen_port = {sip_port}\ntransports = ["udp"]\n'
+                      'trunk_networks = ["127.0.0.0/8"]\n'
                       f'[rtp]\nbind_host = "127.0.0.1"\nport_low = {low}\nport_high = {high}\n'
-                      '[media]\nmax_participants = 0\n[web]\nlisten = "127.0.0.1:0"\n')
+                      f'[media]\nmax_participants = 0\nworkers = {args.workers}\n'
+                      '[web]\nlisten = "127.0.0.1:0"\n')
     env = {**os.environ, "BRIDGE_WEB_LISTEN": "127.0.0.1:0"}
     bridge = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(config),
                                "--log-level", "WARNING"],
@@ -110,8 +113,15 @@ def main() -> int:
                 url = found.group(1)
         assert url, "the bridge did not start its web API"
         # keep reading its log, or a full pipe stalls the bridge
-        threading.Thread(target=lambda: [None for _ in bridge.stderr or ()],
-                         daemon=True).start()
+        log_path = folder / "bridge.log"
+        print(f"bridge log: {log_path}", file=sys.stderr)
+
+        def keep_log() -> None:
+            with log_path.open("w") as log:
+                for line in bridge.stderr or ():
+                    log.write(line)
+
+        threading.Thread(target=keep_log, daemon=True).start()
         gen = LoadGenerator(LoadGenConfig(mode="sip", rooms_of=args.rooms_of,
                                           talkers=min(3, args.rooms_of), call_rate=50.0,
                                           pin_delay=0.5))
@@ -139,13 +149,20 @@ def main() -> int:
             with urllib.request.urlopen(f"{url}/metrics") as r:
                 metrics = r.read().decode()
             late_bound, ticks = lateness_p99(before, metrics)
-            legs = sum(int(s.value) for f in text_string_to_metric_families(metrics)
-                       if f.name == "bridge_legs" for s in f.samples)
+            families = {f.name: f for f in text_string_to_metric_families(metrics)}
+            legs = {s.labels["process"]: int(s.value) for s in families["bridge_legs"].samples}
+            rejected = {s.labels["reason"]: int(s.value)
+                        for s in families["bridge_calls_rejected"].samples if s.value}
+            workers_p99 = {s.labels["process"]: round(1000 * s.value, 2) for s in
+                           families["bridge_worker_tick_lateness_p99_seconds"].samples}
             result = {
-                "legs": legs, "participants_listed": count, "requests": len(timings),
+                "workers": args.workers, "legs": legs,
+                "calls_active": int(families["bridge_calls_active"].samples[0].value),
+                "rejected": rejected, "participants_listed": count, "requests": len(timings),
                 "api_p50_ms": round(1000 * sorted(timings)[len(timings) // 2], 2),
                 "api_p99_ms": round(1000 * p99(timings), 2),
-                "tick_lateness_p99_ms_at_most": 1000 * late_bound, "ticks": ticks,
+                "main_tick_lateness_p99_ms_at_most": 1000 * late_bound, "main_ticks": ticks,
+                "worker_tick_lateness_p99_ms": workers_p99,
             }
             print(json.dumps(result))
         finally:

@@ -39,6 +39,7 @@ __all__ = [
     "PromptLibrary",
     "PromptNotFoundError",
     "PromptPlayer",
+    "count_items",
     "decode_clip",
     "prompt_key",
     "valid_name",
@@ -100,6 +101,20 @@ def prompt_key(lang: str, prompt_id: str | int) -> str:
 def valid_name(name: str) -> bool:
     """A language or prompt id the library accepts (lower case, digits, ``_``, ``-``)."""
     return _NAME.fullmatch(name) is not None
+
+
+def count_items(others: int, *, joining: bool = True) -> tuple[str | int, ...]:
+    """The prompt ids and numbers that say how many *other* participants there are (see
+    :meth:`PromptLibrary.participant_count`)."""
+    if others < 0:
+        raise ValueError(f"negative participant count {others}")
+    if others == 0:
+        return ("first_participant" if joining else "only_participant",)
+    if others == 1:
+        return ("there_is_one",)
+    if others > MAX_NUMBER:
+        return ("many_participants",)
+    return ("there_are", others, "participants")
 
 
 class PromptLibrary:
@@ -168,15 +183,7 @@ class PromptLibrary:
         2..100 -> "There are currently" N "other participants in the conference.";
         more -> "There are currently more than one hundred other participants ...".
         """
-        if others < 0:
-            raise ValueError(f"negative participant count {others}")
-        if others == 0:
-            return self.sequence(lang, "first_participant" if joining else "only_participant")
-        if others == 1:
-            return self.sequence(lang, "there_is_one")
-        if others > MAX_NUMBER:
-            return self.sequence(lang, "many_participants")
-        return self.sequence(lang, "there_are", others, "participants")
+        return self.sequence(lang, *count_items(others, joining=joining))
 
     def help(self, lang: str, *, moderator: bool) -> list[Clip]:
         """The keypad help for the caller's role."""

@@ -26,27 +26,9 @@ the service's subscribers (``TalkingStarted``/``TalkingStopped`` from the media'
   keys never reach the others (the engine keeps them out of the mix). Before the leg is in
   the media room keys go to the IVR.
 
-Effects of the domain events (``P:`` a prompt private to a leg, in the leg's language;
-``R:`` a room-wide announcement in the room's language):
-
-=========================  ===================================================================
-ParticipantMuted/Unmuted   engine.set_muted; P: ``you_are_muted`` / ``you_are_unmuted`` to it
-ParticipantDeafened/...    engine.set_deaf
-AllOthersMuted/Unmuted     engine.set_muted for each changed leg and P: ``you_are_muted`` /
-                           ``you_are_unmuted`` to each; P: ``all_muted`` / ``all_unmuted``
-                           to the moderator
-ConferenceLocked/Unlocked  R: ``conference_now_locked`` / ``conference_now_unlocked``
-HelpRequested              P: ``help_participant`` / ``help_moderator``
-ParticipantCountReported   P: ``only_participant`` / ``there_is_one`` / ``there_are`` N
-                           ``participants`` (the others, the asker not counted)
-CommandRefused             P: ``not_allowed`` when not a moderator (nothing otherwise)
-UnknownSequence (keypad)   P: ``invalid_choice``
-ParticipantLeft kicked     the leg moves out to its own room, record closed ``kicked``,
-                           leave tone R, P: ``participant_removed`` to the moderator,
-                           P: ``you_were_removed`` to the leg, then BYE
-ConferenceEnded            records closed ``conference_ended``, R: ``conference_ended``
-                           (P: to held legs), then BYE to every leg
-=========================  ===================================================================
+What the bridge does about each domain event (prompts, tones, media moves, records, runs,
+hangups) is decided by the pure policy :func:`bridge.conference.policy.decide` (its docstring
+has the table); this controller only executes the effects, in order.
 
 Clocks: the conference domain and the store take UTC epoch seconds (``time.time()``), the
 keypad and the channels the loop's monotonic clock.
@@ -68,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge.conference import events as ev
+from bridge.conference import policy
 from bridge.conference.commands import Command
 from bridge.conference.enums import Admission, Language, LeaveReason, Role
 from bridge.conference.keypad import Keypad, KeypadTimers, UnknownSequence
@@ -98,7 +81,7 @@ from bridge.service.live import (
 )
 from bridge.sip.events import CallOffered
 from bridge.sip.uri import SipUri
-from bridge.store.base import AccessNumber, Direction, RejectionReason, Store
+from bridge.store.base import AccessNumber, Direction, RejectionReason, RunEnd, Store
 
 if TYPE_CHECKING:
     from bridge.runtime.workers import MediaControl
@@ -235,7 +218,9 @@ class _Active:
     conference: Conference
     media_room: str
     opened_at: float = 0.0
-    run_id: int | None = None
+    run: asyncio.Task[int | None] | None = None  # store.open_run, once the first leg joined
+    run_id: int | None = None  # the run's id once it is open
+    peak: int = 0
     talking: set[str] = field(default_factory=set)
 
     @property
@@ -256,6 +241,8 @@ class _Call:
     keypad: Keypad | None = None
     record: asyncio.Task[int] | None = None
     released: asyncio.Future[bool] | None = None
+    answered_at: float | None = None  # UTC epoch seconds (the IVR starts)
+    direction: Direction = Direction.DIAL_IN
 
 
 class _CallAccess:
@@ -379,7 +366,7 @@ class ConferenceController:
             return
         number, source, _ = offer
         call = _Call(leg=leg, number=number, source=source, channel=LegChannel(app, leg.call),
-                     language=number.language)
+                     language=number.language, answered_at=time.time())
         self.calls[leg.call] = call
         task = asyncio.get_running_loop().create_task(self._run(call))
         call.task = task
@@ -521,20 +508,8 @@ class ConferenceController:
         call.keypad = Keypad(leg_id, self.config.keypad)
         if admission is Admission.WAIT_FOR_MODERATOR:
             call.released = asyncio.get_running_loop().create_future()
-        call.record = self._spawn(self._open_record(call, room, role, now))
-        self._apply(active, events)
+        self._apply(active, events)  # opens the record (policy.OpenRecord)
         return admission
-
-    async def _open_record(self, call: _Call, room: Room, role: Role, now: float) -> int:
-        return await self.store.open_call_record(
-            room_id=room.id, leg_id=call.leg.call, number_dialed=call.number.number,
-            caller=call.leg.caller, source=call.source, role=role, language=call.language,
-            joined_at=now, node_id=self.config.node_id)
-
-    async def _close_record(self, record: asyncio.Task[int], reason: LeaveReason,
-                            at: float) -> None:
-        record_id = await asyncio.shield(record)
-        await self.store.close_call_record(record_id, left_at=at, reason=reason)
 
     def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -616,10 +591,6 @@ class ConferenceController:
             joined_at=leg.joined_at, muted=leg.muted, deaf=leg.deaf,
             talking=leg.leg_id in active.talking, state=state)
 
-    def _publish(self, active: _Active, event: ev.Event) -> None:
-        self.hub.publish(at=time.time(), room_id=active.room.id,
-                         account_id=active.room.account_id, run_id=active.run_id, event=event)
-
     def _talking(self, leg_id: str, talking: bool) -> None:
         call = self.calls.get(leg_id)
         if call is None or call.room_id is None or not call.in_room:
@@ -629,137 +600,177 @@ class ConferenceController:
             return
         if talking:
             active.talking.add(leg_id)
-            self._publish(active, ev.TalkingStarted(leg=leg_id))
+            self._apply(active, [ev.TalkingStarted(leg=leg_id)])
         else:
             active.talking.discard(leg_id)
-            self._publish(active, ev.TalkingStopped(leg=leg_id))
+            self._apply(active, [ev.TalkingStopped(leg=leg_id)])
 
-    # -- effects of domain events --------------------------------------------------------------
+    # -- effects of domain events (bridge.conference.policy decides them) -------------------
 
     def _apply(self, active: _Active, events: list[ev.Event]) -> None:
-        ended: list[_Call] = []
-        for event in events:
-            self._effect(active, event, ended)
-            self._publish(active, event)
-        if active.conference.count == 0 and self.active.get(active.room.id) is active:
-            del self.active[active.room.id]
-
-    def _effect(self, active: _Active, event: ev.Event, ended: list[_Call]) -> None:
-        match event:
-            case ev.ParticipantJoined(leg=leg_id, waiting=False):
-                self._enter(active, leg_id, tone=True)
-            case ev.WaitingEnded(legs=legs):
-                for leg_id in legs:
-                    self._enter(active, leg_id, tone=False)
-                    call = self.calls.get(leg_id)
-                    if call is not None and call.released is not None \
-                            and not call.released.done():
-                        call.released.set_result(True)
-            case ev.ParticipantLeft(leg=leg_id, reason=reason, at=at, by=by,
-                                    announce=announce):
-                active.talking.discard(leg_id)
-                call = self.calls.get(leg_id)
-                was_in_room = call is not None and call.in_room
-                if call is not None:
-                    self._left(call, reason, at)
-                if reason is LeaveReason.CONFERENCE_ENDED:
-                    if call is not None:
-                        ended.append(call)
-                    return
-                if reason is LeaveReason.KICKED and call is not None:
-                    self._kicked(call, by, announce=announce)
-                if was_in_room:
-                    self._room_say(active, [leave_tone()])
-            case ev.ParticipantMuted(leg=leg_id) | ev.ParticipantUnmuted(leg=leg_id):
-                muted = isinstance(event, ev.ParticipantMuted)
-                self._set_muted(leg_id, muted)
-            case ev.ParticipantDeafened(leg=leg_id) | ev.ParticipantUndeafened(leg=leg_id):
-                if leg_id in self.engine:
-                    self.engine.set_deaf(leg_id, isinstance(event, ev.ParticipantDeafened))
-            case ev.AllOthersMuted(by=by, legs=legs) | ev.AllOthersUnmuted(by=by, legs=legs):
-                muted = isinstance(event, ev.AllOthersMuted)
-                for leg_id in legs:
-                    self._set_muted(leg_id, muted)
-                self._say(by, "all_muted" if muted else "all_unmuted")
-            case ev.ConferenceLocked() | ev.ConferenceUnlocked():
-                locked = isinstance(event, ev.ConferenceLocked)
-                lang = active.room.language.value
-                self._room_say(active, self.prompts.sequence(
-                    lang, "conference_now_locked" if locked else "conference_now_unlocked"))
-            case ev.HelpRequested(by=by, role=role):
-                call = self.calls.get(by)
-                if call is not None and by in self.engine:
-                    self.engine.play(by, self.prompts.help(
-                        call.language.value, moderator=role is Role.MODERATOR))
-            case ev.ParticipantCountReported(by=by, count=count):
-                call = self.calls.get(by)
-                if call is not None and by in self.engine:
-                    self.engine.play(by, self.prompts.participant_count(
-                        call.language.value, max(0, count - 1), joining=False))
-            case ev.CommandRefused(by=by, reason=ev.RefusalReason.NOT_MODERATOR):
-                self._say(by, "not_allowed")
-            case ev.ConferenceEnded():
-                self._conference_ended(active, ended)
-            case _:
-                pass
-
-    def _enter(self, active: _Active, leg_id: str, *, tone: bool) -> None:
-        """Move a leg's media into the conference; the join tone to the others only."""
-        call = self.calls.get(leg_id)
-        engine = self.engine
-        if call is None or leg_id not in engine:
+        """Execute what the policy decides about ``events`` of ``active``'s conference."""
+        if not events:
             return
-        if not tone:
-            call.channel.stop_prompts()  # the hold music
-        else:
-            tone_clip = join_tone()
-            for other in sorted(engine.room_legs(active.media_room)):
-                engine.play(other, [tone_clip])
-        engine.move_leg(leg_id, active.media_room)
-        call.in_room = True
+        for effect in policy.decide(events, self._snapshot(active, events)):
+            self._execute(active, effect)
 
-    def _left(self, call: _Call, reason: LeaveReason, at: float) -> None:
-        call.room_id = None
-        call.keypad = None
-        if call.released is not None and not call.released.done():
-            call.released.set_result(False)
-        if call.record is not None:
-            self._spawn(self._close_record(call.record, reason, at))
-            call.record = None
+    def _snapshot(self, active: _Active, events: list[ev.Event]) -> policy.Snapshot:
+        ids = set(active.conference.legs)
+        for event in events:
+            leg = getattr(event, "leg", None)
+            if isinstance(leg, str):
+                ids.add(leg)
+            by = getattr(event, "by", None)
+            if isinstance(by, str):
+                ids.add(by)
+        legs: dict[str, policy.LegSnapshot] = {}
+        for leg_id in ids:
+            call = self.calls.get(leg_id)
+            if call is not None and call.room_id == active.room.id:
+                legs[leg_id] = policy.LegSnapshot(language=call.language, in_media=call.in_room)
+        return policy.Snapshot(room_language=active.room.language, legs=legs,
+                               run_open=active.run is not None, peak=active.peak)
 
-    def _kicked(self, call: _Call, by: str | None, *, announce: bool = True) -> None:
-        leg_id = call.leg.call
-        if call.task is not None:
-            call.task.cancel()
-        if leg_id in self.engine:
-            self.engine.stop_prompts(leg_id)
-            self.engine.move_leg(leg_id, call.leg.room)
-        call.in_room = False
-        if by is not None and by != leg_id:
-            self._say(by, "participant_removed")
-        if announce:
-            self._spawn(self._say_then_hang_up(call, "you_were_removed"))
-        else:
-            call.channel.hang_up()
+    def _execute(self, active: _Active, effect: policy.Effect) -> None:
+        engine = self.engine
+        match effect:
+            case policy.Publish(event=event):
+                self.hub.publish(at=time.time(), room_id=active.room.id,
+                                 account_id=active.room.account_id, run_id=active.run_id,
+                                 event=event)
+            case policy.PlayToLeg(leg=leg, prompt=prompt, language=language):
+                if leg in self.calls and leg in engine:
+                    engine.play(leg, self.prompts.sequence(language.value, *prompt))
+            case policy.PlayTone(tone=tone, legs=legs):
+                clip = join_tone() if tone is policy.Tone.JOIN else leave_tone()
+                for leg in legs:
+                    if leg in engine:
+                        engine.play(leg, [clip])
+            case policy.AnnounceToRoom(prompt=prompt, language=language, tone=tone):
+                if tone is not None:
+                    self._room_say(active, [join_tone() if tone is policy.Tone.JOIN
+                                            else leave_tone()])
+                else:
+                    self._room_say(active, self.prompts.sequence(language.value, *prompt))
+            case policy.SetMuted(leg=leg, muted=muted):
+                if leg in engine:
+                    engine.set_muted(leg, muted)
+            case policy.SetDeaf(leg=leg, deaf=deaf):
+                if leg in engine:
+                    engine.set_deaf(leg, deaf)
+            case policy.EnterConference(leg=leg, stop_hold=stop_hold):
+                call = self.calls.get(leg)
+                if call is not None and leg in engine:
+                    if stop_hold:
+                        call.channel.stop_prompts()
+                    engine.move_leg(leg, active.media_room)
+                    call.in_room = True
+            case policy.MoveOut(leg=leg):
+                call = self.calls.get(leg)
+                if call is not None:
+                    if leg in engine:
+                        engine.stop_prompts(leg)
+                        engine.move_leg(leg, call.leg.room)
+                    call.in_room = False
+            case policy.ReleaseWaiter(leg=leg, released=released):
+                call = self.calls.get(leg)
+                if call is not None and call.released is not None and not call.released.done():
+                    call.released.set_result(released)
+            case policy.DetachLeg(leg=leg):
+                active.talking.discard(leg)
+                call = self.calls.get(leg)
+                if call is not None:
+                    call.room_id = None
+                    call.keypad = None
+            case policy.CancelIvr(leg=leg):
+                call = self.calls.get(leg)
+                if call is not None and call.task is not None:
+                    call.task.cancel()
+            case policy.StopPrompts(leg=leg):
+                if leg in engine:
+                    engine.stop_prompts(leg)
+            case policy.SayThenHangUp(leg=leg, prompt=prompt, language=language):
+                call = self.calls.get(leg)
+                if call is not None:
+                    self._spawn(self._say_then_hang_up(
+                        call, self.prompts.sequence(language.value, *prompt)))
+            case policy.HangUp(leg=leg):
+                call = self.calls.get(leg)
+                if call is not None:
+                    call.channel.hang_up()
+            case policy.AnnounceThenHangUp(prompt=prompt, language=language, legs=legs):
+                calls = [self.calls[leg] for leg in legs if leg in self.calls]
+                self._spawn(self._room_say_then_hang_up(
+                    active, self.prompts.sequence(language.value, *prompt), calls))
+            case policy.OpenRecord(leg=leg, role=role, joined_at=joined_at,
+                                   conference_at=conference_at):
+                call = self.calls.get(leg)
+                if call is not None:
+                    call.record = self._spawn(self._open_record(
+                        call, active, role, joined_at, conference_at))
+            case policy.MarkInConference(leg=leg, at=at):
+                call = self.calls.get(leg)
+                if call is not None and call.record is not None:
+                    self._spawn(self._mark_in_conference(call.record, at))
+            case policy.CloseRecord(leg=leg, reason=reason, at=at, ended_by=ended_by):
+                call = self.calls.get(leg)
+                if call is not None and call.record is not None:
+                    self._spawn(self._close_record(call.record, reason, at, ended_by))
+                    call.record = None
+            case policy.OpenRun(at=at):
+                active.run = self._spawn(self._open_run(active, at))
+            case policy.NoteRunPeak(participants=participants):
+                active.peak = max(active.peak, participants)
+                if active.run is not None:
+                    self._spawn(self._note_peak(active.run, participants))
+            case policy.EndRun(reason=reason, at=at):
+                if active.run is not None:
+                    self._spawn(self._end_run(active.run, reason, at))
+            case policy.DropConference():
+                if self.active.get(active.room.id) is active:
+                    del self.active[active.room.id]
+            case _:
+                raise TypeError(f"unhandled effect {effect!r}")  # pragma: no cover
 
-    def _conference_ended(self, active: _Active, legs: list[_Call]) -> None:
-        if self.active.get(active.room.id) is active:
-            del self.active[active.room.id]
-        in_room = [c for c in legs if c.in_room]
-        for call in legs:
-            if call.task is not None:
-                call.task.cancel()
-            if not call.in_room:
-                if call.leg.call in self.engine:
-                    self.engine.stop_prompts(call.leg.call)
-                self._spawn(self._say_then_hang_up(call, "conference_ended"))
-        clips = self.prompts.sequence(active.room.language.value, "conference_ended")
-        self._spawn(self._room_say_then_hang_up(active, clips, in_room))
+    # -- the store (records and runs), in tasks of their own ----------------------------------
 
-    def _set_muted(self, leg_id: str, muted: bool) -> None:
-        if leg_id in self.engine:
-            self.engine.set_muted(leg_id, muted)
-        self._say(leg_id, "you_are_muted" if muted else "you_are_unmuted")
+    async def _open_run(self, active: _Active, at: float) -> int | None:
+        run = await self.store.open_run(room_id=active.room.id, opened_at=at,
+                                        node_id=self.config.node_id)
+        active.run_id = run.id
+        if active.peak:
+            await self.store.note_run_peak(run.id, active.peak)
+        return run.id
+
+    async def _note_peak(self, run: asyncio.Task[int | None], participants: int) -> None:
+        run_id = await asyncio.shield(run)
+        if run_id is not None:
+            await self.store.note_run_peak(run_id, participants)
+
+    async def _end_run(self, run: asyncio.Task[int | None], reason: RunEnd, at: float) -> None:
+        run_id = await asyncio.shield(run)
+        if run_id is not None:
+            await self.store.end_run(run_id, ended_at=at, reason=reason)
+
+    async def _open_record(self, call: _Call, active: _Active, role: Role, joined_at: float,
+                           conference_at: float | None) -> int:
+        run_id = await asyncio.shield(active.run) if active.run is not None else None
+        return await self.store.open_call_record(
+            room_id=active.room.id, leg_id=call.leg.call, number_dialed=call.number.number,
+            caller=call.leg.caller, source=call.source, role=role, language=call.language,
+            joined_at=joined_at, node_id=self.config.node_id, run_id=run_id,
+            direction=call.direction, answered_at=call.answered_at,
+            conference_at=conference_at)
+
+    async def _mark_in_conference(self, record: asyncio.Task[int], at: float) -> None:
+        record_id = await asyncio.shield(record)
+        await self.store.mark_in_conference(record_id, at)
+
+    async def _close_record(self, record: asyncio.Task[int], reason: LeaveReason,
+                            at: float, ended_by: str | None) -> None:
+        record_id = await asyncio.shield(record)
+        await self.store.close_call_record(record_id, left_at=at, reason=reason,
+                                           ended_by=ended_by)
 
     # -- prompts -------------------------------------------------------------------------------
 
@@ -782,8 +793,7 @@ class ConferenceController:
             if count >= ticket and not fut.done():
                 fut.set_result(None)
 
-    async def _say_then_hang_up(self, call: _Call, prompt_id: str) -> None:
-        clips = self.prompts.sequence(call.language.value, prompt_id)
+    async def _say_then_hang_up(self, call: _Call, clips: Sequence[Clip]) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(call.channel.play(clips, barge_in=False),
                                    _seconds(clips) + self.config.prompt_grace)

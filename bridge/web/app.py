@@ -239,9 +239,6 @@ class RunningWeb:
     async def close(self) -> None:
         await self.runner.cleanup()
 
-    def __await__(self) -> Any:  # ``await running`` closes it (the start_web contract)
-        return self.close().__await__()
-
 
 async def serve_app(app: web.Application, config: Config) -> RunningWeb | None:
     """Listen on the configured address; None when the web server is switched off."""

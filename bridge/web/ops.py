@@ -58,6 +58,7 @@ class _BridgeCollector(Collector):
     def __init__(self, state: WebState) -> None:
         self.state = state
         self.rejected: dict[str, int] = {}  # by reason, set by the handler before a scrape
+        self.workers: dict[str, tuple[float, float]] = {}  # p99, max per worker (same)
 
     def collect(self) -> Iterator[Metric]:
         source = self.state.metrics
@@ -89,6 +90,17 @@ class _BridgeCollector(Collector):
                                   value=stats.admission_refusals)
         yield CounterMetricFamily("bridge_media_worker_restarts", "Media workers restarted",
                                   value=stats.worker_restarts)
+        p99 = GaugeMetricFamily("bridge_worker_tick_lateness_p99_seconds",
+                                "p99 tick lateness of each media worker's clock since the "
+                                "previous scrape", labels=["process"])
+        worst = GaugeMetricFamily("bridge_worker_tick_lateness_max_seconds",
+                                  "Worst tick lateness of each media worker's clock since the "
+                                  "previous scrape", labels=["process"])
+        for process, (high, top) in sorted(self.workers.items()):
+            p99.add_metric([process], high)
+            worst.add_metric([process], top)
+        yield p99
+        yield worst
         yield GaugeMetricFamily("bridge_event_loop_lag_seconds",
                                 "How late the event loop ran a 100 ms sleeper lately",
                                 value=self.state.loop_lag.worst_recent)
@@ -134,6 +146,12 @@ METRICS = web.AppKey("metrics", _Metrics)
 async def metrics(request: web.Request) -> web.Response:
     collected = request.app[METRICS]
     await collected.count_rejections()
+    source = request.app[STATE].metrics
+    if source is not None:
+        try:
+            collected.collector.workers = dict(await source.worker_lateness())
+        except TimeoutError:  # a worker that does not answer: its figures are left out
+            collected.collector.workers = {}
     body = collected.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; "
                                                             "charset=utf-8"})

@@ -38,6 +38,10 @@ class MetricsSource(Protocol):
         """Tick lateness samples (seconds) of the main media clock since the previous call."""
         ...
 
+    async def worker_lateness(self) -> Mapping[str, tuple[float, float]]:
+        """Per media worker: p99 and max tick lateness (seconds) since the previous call."""
+        ...
+
 
 class RuntimeMetrics:
     """:class:`MetricsSource` over a running ``bridge.runtime.app.BridgeApp``.
@@ -77,6 +81,14 @@ class RuntimeMetrics:
             admission_refusals=counters.calls_refused_overload,
             worker_restarts=restarts,
         )
+
+    async def worker_lateness(self) -> Mapping[str, tuple[float, float]]:
+        pool = getattr(self.app, "pool", None)
+        if pool is None:
+            return {}
+        stats = await pool.stats(mark=True, timeout=2.0)
+        return {f"worker-{i}": (s.lateness_p99_ms / 1000.0, s.lateness_max_ms / 1000.0)
+                for i, s in enumerate(stats, start=1)}
 
     def drain_lateness(self) -> Sequence[float]:
         media = self.app.media

@@ -105,6 +105,13 @@ async def test_rooms_crud_and_pin_rules(api: Api) -> None:
     body = assert_problem(other, 409)
     assert body["field"] == "pin"
     assert_problem(await api.post("/api/v1/rooms", {"name": "board"}), 409)
+    second = (await api.post("/api/v1/rooms", {"name": "second"})).body
+    taken = await api.call("PATCH", f"/api/v1/rooms/{second['id']}",
+                           {"moderator_pin": fresh.body["participant_pin"]})
+    assert assert_problem(taken, 409)["field"] == "pin"
+    renamed = await api.call("PATCH", f"/api/v1/rooms/{second['id']}", {"name": "board"})
+    assert assert_problem(renamed, 409)["field"] == "name"
+    assert (await api.call("DELETE", f"/api/v1/rooms/{second['id']}")).status == 204
 
     # 422: invalid values, every field listed
     bad = await api.post("/api/v1/rooms", {"name": "", "participant_pin": "123456",
@@ -221,3 +228,32 @@ async def test_healthz_is_503_when_the_loop_stalls(api: Api) -> None:
     health = await api.as_token(None).get("/healthz")
     assert health.status == 503, health.body
     assert health.body["checks"]["event_loop"]["ok"] is False
+
+
+async def test_tls_from_the_configured_certificate(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    from bridge.config import Config, WebConfig
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (it makes the test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    db = tmp_path / "bridge.sqlite3"
+    token = account_token(db, "alice@example.org")
+    config = Config(web=WebConfig(listen="127.0.0.1:0", tls_cert=str(cert), tls_key=str(key)),
+                    db_path=db).validate()
+    context = ssl.create_default_context(cafile=str(cert))
+    async with api_server(db, config=config) as (running, _), aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context)) as session:
+        assert running.url.startswith("https://127.0.0.1:")
+        reply = await Api(session, running.url, token).get("/api/v1/me")
+        assert reply.status == 200 and reply.body["email"] == "alice@example.org"
+        with pytest.raises(aiohttp.ClientError):  # plain HTTP is not served
+            async with session.get(running.url.replace("https://", "http://") + "/healthz"):
+                pass
