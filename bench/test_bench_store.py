@@ -1,9 +1,10 @@
 """Store hot paths: the PIN lookup of every call, opening and closing a call record.
 
 Each backend runs on a real database: a SQLite file in a temporary directory (synchronous=FULL,
-so open/close pays the fsyncs a durable record costs) and, where available, the PostgreSQL
-server the tests start (tests/pgserver.py). The loop is driven with ``run_until_complete`` per
-round, as the bridge's own loop would await the store. Medians in µs are in extra_info.
+so open/close pays the fsyncs a durable record costs) and, where its binaries are installed, a
+PostgreSQL server started for the module (tests/pgserver.py, fsync on, Unix socket). The loop
+is driven with ``run_until_complete`` per round, as the bridge's own loop would await the
+store. Medians in µs are in extra_info.
 Run: .venv/bin/pytest bench/test_bench_store.py --benchmark-only
 
 Before the SQLAlchemy port (hand-written SQL over aiosqlite, main at 12e84a2, this machine):
@@ -22,9 +23,22 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from bridge.conference.model import Language, LeaveReason, Role, Room
 from bridge.store.base import Store
-from bridge.store.sqlite import SqliteStore
+from bridge.store.sql import SqlStore
+from tests.pgserver import PgServer, PgUnavailableError
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PgServer]:
+    try:
+        server = PgServer(durable=True).start()
+    except PgUnavailableError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _median_us(benchmark: BenchmarkFixture) -> float:
@@ -38,10 +52,14 @@ def _median_us(benchmark: BenchmarkFixture) -> float:
 def opened(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[asyncio.AbstractEventLoop, Store, Room]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'bench.sqlite3'}"
+    else:
+        url = request.getfixturevalue("pg_server").create_database()
     loop = asyncio.new_event_loop()
 
     async def setup() -> tuple[Store, Room]:
-        store = await SqliteStore.open(tmp_path / "bench.sqlite3")
+        store = await SqlStore.open(url)
         account = await store.create_account(name="Bench", email="bench@example.org")
         for i in range(50):  # a few rooms, so the lookup is not in a one-row table
             await store.create_room(

@@ -83,6 +83,7 @@ def main() -> int:
     parser.add_argument("--rooms-of", type=int, default=10)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--workers", type=int, default=0, help="[media] workers")
+    parser.add_argument("--call-rate", type=float, default=20.0, help="calls per second")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="web-bench-"))
     db = folder / "bridge.sqlite3"
@@ -95,6 +96,7 @@ def main() -> int:
                       f'listen_port = {sip_port}\ntransports = ["udp"]\n'
                       'trunk_networks = ["127.0.0.0/8"]\n'
                       f'[rtp]\nbind_host = "127.0.0.1"\nport_low = {low}\nport_high = {high}\n'
+                      f'[conference]\ntrusted_networks = ["127.0.0.0/8"]\n'
                       f'[media]\nmax_participants = 0\nworkers = {args.workers}\n'
                       '[web]\nlisten = "127.0.0.1:0"\n')
     env = {**os.environ, "BRIDGE_WEB_LISTEN": "127.0.0.1:0"}
@@ -123,12 +125,13 @@ def main() -> int:
 
         threading.Thread(target=keep_log, daemon=True).start()
         gen = LoadGenerator(LoadGenConfig(mode="sip", rooms_of=args.rooms_of,
-                                          talkers=min(3, args.rooms_of), call_rate=50.0,
+                                          talkers=min(3, args.rooms_of),
+                                          call_rate=args.call_rate, caller_prefix="+49151",
                                           pin_delay=0.5))
         try:
             uri = f"sip:{NUMBER}@127.0.0.1:{sip_port}"
             room_map = {i: {"uri": uri, "pin": "2" + pin} for i, (_, pin) in enumerate(made)}
-            reply = gen.add(args.legs, rooms=room_map, timeout=120.0)
+            reply = gen.add(args.legs, rooms=room_map, timeout=60.0 + args.legs / args.call_rate)
             print(f"placed {args.legs} legs: {reply.get('states')}", file=sys.stderr)
             time.sleep(3.0)
             room_id = made[0][0]

@@ -38,7 +38,8 @@ def find_pg_bin() -> Path | None:
 class PgServer:
     """A running server; ``url(database)`` is a ``postgresql://`` URL over its socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable  # fsync on (benchmarks); the tests run with fsync=off
         self.bin = find_pg_bin()
         if self.bin is None:
             raise PgUnavailableError(
@@ -75,8 +76,9 @@ class PgServer:
             str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
             "-E", "UTF8", "--no-sync",
         )
+        fsync = "on" if self.durable else "off"
         options = (
-            f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync=off "
+            f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync={fsync} "
             "-c max_connections=100"
         )
         self._run(

@@ -110,6 +110,10 @@ class LoadGenConfig:
     record_frames: int = 0  # keep this many received payloads per participant
     record_skip: int = 25  # ... after skipping the first ones
     seed: int = 1
+    # The From user of participant i: "loadgen<i>", or with a number prefix (e.g. "+49151")
+    # the E.164 number prefix + i (8 digits), so a bridge that trusts the generator as a trunk
+    # counts PIN tries per caller, not for all callers of its one address.
+    caller_prefix: str = ""
 
 
 # --------------------------------------------------------------------------- audio
@@ -722,7 +726,8 @@ class _Engine:
             self._invite(p)
 
     def _invite(self, p: _Participant) -> None:
-        user = f"loadgen{p.index}"
+        prefix = self.config.caller_prefix
+        user = f"{prefix}{p.index:08d}" if prefix else f"loadgen{p.index}"
         p.invite = build_invite(
             p.uri, local_host=self.config.local_host, sip_port=self.sip_port, rtp_port=p.port,
             user=user, call_id=p.call_id, from_tag=p.from_tag, branch=f"z9hG4bK{_random_token()}",

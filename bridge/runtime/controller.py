@@ -112,6 +112,11 @@ class ControllerConfig:
     trusted_networks: tuple[str, ...] = ()
     prompt_grace: float = 5.0
     offer_ttl: float = 60.0  # forget an offered call that was never answered after this
+    # Every answered call is in a conference (joined, or held for its moderator) or hung up
+    # within this many seconds of the answer, whatever the IVR waits for (issue 14: calls
+    # that neither joined nor failed). Well above the longest legitimate dial-in: prompts,
+    # the language menu, three PIN tries at the IVR's timeouts.
+    ivr_time_limit: float = 240.0
     ivr_calls_per_source: int = 4  # calls of one source in the IVR at once, all nodes (0: off)
 
 
@@ -132,9 +137,10 @@ class LegChannel:
     """``flows.Channel`` for one leg: prompts through the media (engine or workers), keys
     from its ``LegDigitReceived`` events, completion from its ``PromptFinished`` events."""
 
-    def __init__(self, app: CallHost, call: str) -> None:
+    def __init__(self, app: CallHost, call: str, *, grace: float = 5.0) -> None:
         self._app = app
         self._call = call
+        self._grace = grace
         self._keys: deque[str] = deque()
         self._wake: asyncio.Future[None] | None = None
 
@@ -173,11 +179,19 @@ class LegChannel:
         if self._call not in engine:
             return True
         ticket = engine.play(self._call, clips)
+        loop = asyncio.get_running_loop()
+        # A prompt's end is an event from the media; should it never come (a media worker
+        # lost, the leg moved meanwhile), the script goes on after the clips' length + grace.
+        deadline = loop.time() + _seconds(clips) + self._grace
         while engine.prompt_count(self._call) < ticket:
             if barge_in and self._keys:
                 engine.stop_prompts(self._call)
                 return False
-            await self._wait(None)
+            left = deadline - loop.time()
+            if left <= 0 or not await self._wait(left):
+                log.warning("call %s: no end of prompt from the media after %.1f s; going on",
+                            self._call, _seconds(clips) + self._grace)
+                return True
         return True
 
     async def collect(self, spec: CollectSpec) -> Collected:
@@ -241,6 +255,7 @@ class _Call:
     keypad: Keypad | None = None
     record: asyncio.Task[int] | None = None
     released: asyncio.Future[bool] | None = None
+    watchdog: asyncio.TimerHandle | None = None
     answered_at: float | None = None  # UTC epoch seconds (the IVR starts)
     direction: Direction = Direction.DIAL_IN
 
@@ -317,6 +332,7 @@ class ConferenceController:
         self.prompts = prompts if prompts is not None else load_prompts()
         self.active: dict[int, _Active] = {}
         self.calls: dict[str, _Call] = {}
+        self.ivr_overdue = 0  # calls hung up by the IVR time limit
         self._offers: dict[str, tuple[AccessNumber, str, float]] = {}
         self._app: CallHost | None = None
         self.hub = EventHub()
@@ -365,17 +381,22 @@ class ConferenceController:
             app.hangup(leg.call)
             return
         number, source, _ = offer
-        call = _Call(leg=leg, number=number, source=source, channel=LegChannel(app, leg.call),
+        call = _Call(leg=leg, number=number, source=source,
+                     channel=LegChannel(app, leg.call, grace=self.config.prompt_grace),
                      language=number.language, answered_at=time.time())
         self.calls[leg.call] = call
-        task = asyncio.get_running_loop().create_task(self._run(call))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._run(call))
         call.task = task
+        call.watchdog = loop.call_later(self.config.ivr_time_limit, self._ivr_overdue, call)
         task.add_done_callback(functools.partial(self._flow_done, call))
 
     def ended(self, app: CallHost, leg: AppLeg, reason: str) -> None:
         call = self.calls.get(leg.call)
         if call is None:
             return
+        if call.watchdog is not None:
+            call.watchdog.cancel()
         if call.task is not None:
             call.task.cancel()
         if call.released is not None and not call.released.done():
@@ -435,6 +456,18 @@ class ConferenceController:
             if limit:
                 await asyncio.shield(self._spawn(self.store.leave_ivr(call.leg.call)))
         log.info("call %s from %s: IVR %s", call.leg.call, call.leg.caller, outcome.value)
+
+    def _ivr_overdue(self, call: _Call) -> None:
+        """The IVR time limit: a call not in a conference by now is hung up (failed)."""
+        call.watchdog = None
+        if self.calls.get(call.leg.call) is not call or call.room_id is not None:
+            return
+        self.ivr_overdue += 1
+        log.warning("call %s from %s: not joined within the IVR time limit (%.0f s); "
+                    "hanging up", call.leg.call, call.leg.caller, self.config.ivr_time_limit)
+        if call.task is not None:
+            call.task.cancel()
+        call.channel.hang_up()
 
     def _flow_done(self, call: _Call, task: asyncio.Task[None]) -> None:
         if task.cancelled():

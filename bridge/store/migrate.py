@@ -94,7 +94,9 @@ def make_engine(db_url: str | os.PathLike[str] | sa.URL, options: SqliteOptions 
     transaction a ``BEGIN IMMEDIATE`` (taken by this module, not by the driver)."""
     url = db_url if isinstance(db_url, sa.URL) else async_url(db_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        # No pre-ping (a round trip per statement): a connection found dead fails its
+        # statement once and is replaced by the pool.
+        return create_async_engine(url, pool_size=pool_size)
     opts = options if options is not None else SqliteOptions()
     if url.database and url.database != ":memory:":
         parent = os.path.dirname(os.path.abspath(url.database))

@@ -341,6 +341,7 @@ class SqlStore:
         self._conn = conn  # SQLite: the one connection, held for the store's life
         self._raw = raw  # SQLite: its aiosqlite driver connection (the fast path)
         self._lock = asyncio.Lock()  # SQLite: one transaction at a time on the connection
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")  # PostgreSQL
         self._fast = (
             {
                 "pin": _Compiled(_PIN_LOOKUP),
@@ -424,8 +425,12 @@ class SqlStore:
                     raise
             return
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            if write:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:  # one statement: no BEGIN/COMMIT round trips
+                async with self._reader.connect() as conn:
+                    yield conn
         except sa.exc.IntegrityError as exc:
             raise _integrity(exc) from exc
 
