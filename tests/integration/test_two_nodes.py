@@ -42,13 +42,14 @@ class Node:
 
 
 @contextlib.asynccontextmanager
-async def serve(name: str, db_url: str, prompts: Path, tmp: Path) -> AsyncIterator[Node]:
+async def serve(name: str, db_url: str, prompts: Path, tmp: Path,
+                heartbeat: float = 1.0) -> AsyncIterator[Node]:
     port = free_port()
     low, high = rtp_port_block()
     config = tmp / f"{name}.toml"
     config.write_text(
         f'db_url = "{db_url}"\nprompts_dir = "{prompts}"\n'
-        f'[conference]\nnode_id = "{name}"\nheartbeat_interval = 1.0\n'
+        f'[conference]\nnode_id = "{name}"\nheartbeat_interval = {heartbeat}\n'
         '[web]\nlisten = ""\n'
     )
     proc = await asyncio.create_subprocess_exec(
