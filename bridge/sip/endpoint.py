@@ -161,7 +161,8 @@ class CallInput(Enum):
     END = "ended (BYE, CANCEL, timeout, hangup)"
 
 
-# The call's life in the UA core; (state, input) pairs not listed are ignored.
+# The call's life in the UA core: every (state, input) pair that can happen is listed; any
+# other pair is an error (CallStateError), not silently ignored.
 CALL_TABLE: dict[tuple[CallState, CallInput], CallState] = {
     (CallState.OFFERED, CallInput.RINGING): CallState.OFFERED,
     (CallState.OFFERED, CallInput.ANSWER): CallState.ANSWERED,
@@ -178,11 +179,30 @@ CALL_TABLE: dict[tuple[CallState, CallInput], CallState] = {
     (CallState.EARLY, CallInput.FINAL_FAILURE): CallState.ENDED,
     (CallState.EARLY, CallInput.END): CallState.ENDED,
     (CallState.CONFIRMED, CallInput.END): CallState.ENDED,
+    # RFC 6026: the INVITE client transaction passes retransmitted 2xx up while Accepted.
+    (CallState.CONFIRMED, CallInput.SUCCESS): CallState.CONFIRMED,
+    # Late messages of a call that ended on our side (CANCEL raced by 1xx/2xx/final, BYE).
+    (CallState.ENDED, CallInput.PROVISIONAL): CallState.ENDED,
+    (CallState.ENDED, CallInput.SUCCESS): CallState.ENDED,
+    (CallState.ENDED, CallInput.FINAL_FAILURE): CallState.ENDED,
+    (CallState.ENDED, CallInput.END): CallState.ENDED,
 }
 
 
 class CallError(ValueError):
     """A command that does not fit the call (answer on an outgoing call ...)."""
+
+
+class CallStateError(CallError):
+    """A (state, input) pair that ``CALL_TABLE`` does not list: a bug, not a peer's fault."""
+
+
+def next_call_state(state: CallState, event: CallInput) -> CallState:
+    try:
+        return CALL_TABLE[(state, event)]
+    except KeyError:
+        raise CallStateError(f"call in state {state.name}: {event.value} is not "
+                             "possible") from None
 
 
 @dataclass(slots=True)
@@ -1820,9 +1840,8 @@ class SipEndpoint:
     # Helpers
     # =========================================================================================
     def _move(self, call: _Call, event: CallInput) -> None:
-        next_state = CALL_TABLE.get((call.state, event))
-        if next_state is not None:
-            call.state = next_state
+        """One step of ``CALL_TABLE``; a pair it does not list is a bug of the UA core."""
+        call.state = next_call_state(call.state, event)
 
     def _report_end(self, call: _Call, reason: EndReason, status: int | None) -> None:
         if not call.ended_reported:

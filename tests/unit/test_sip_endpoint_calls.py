@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from bridge.sip.endpoint import CallState, EndpointConfig, SipEndpoint
+from bridge.sip.endpoint import (
+    CALL_TABLE,
+    CallInput,
+    CallState,
+    CallStateError,
+    EndpointConfig,
+    SipEndpoint,
+    next_call_state,
+)
 from bridge.sip.events import (
     CallAnswered,
     CallEnded,
@@ -469,3 +477,27 @@ def test_late_initial_2xx_after_reinvite_is_reacked_not_byed() -> None:
     a.receive(initial_ok.data, initial_ok.src, "UDP", wire.now)
     assert [o.data for o in a.datagrams_to_send()] == [initial_ack.data]
     assert a.call_state(a_call) is CallState.CONFIRMED
+
+
+# -- the call state table: complete, missing pairs are errors ----------------------------------
+
+
+@pytest.mark.parametrize("state", list(CallState), ids=lambda s: s.name)
+@pytest.mark.parametrize("event", list(CallInput), ids=lambda e: e.name)
+def test_every_state_input_pair_is_a_transition_or_an_error(
+        state: CallState, event: CallInput) -> None:
+    if (state, event) in CALL_TABLE:
+        assert next_call_state(state, event) is CALL_TABLE[(state, event)]
+    else:
+        with pytest.raises(CallStateError):
+            next_call_state(state, event)
+
+
+def test_the_table_ends_every_live_state_and_keeps_ended_absorbing() -> None:
+    for state in CallState:
+        assert CALL_TABLE[(state, CallInput.END)] is CallState.ENDED
+    assert {s for (s, _), n in CALL_TABLE.items() if s is CallState.ENDED} == {CallState.ENDED}
+    assert all(n is CallState.ENDED for (s, _), n in CALL_TABLE.items() if s is CallState.ENDED)
+    # nothing leaves ENDED, and a UAS-only input never reaches a UAC-only state
+    assert (CallState.CALLING, CallInput.ANSWER) not in CALL_TABLE
+    assert (CallState.OFFERED, CallInput.SUCCESS) not in CALL_TABLE
