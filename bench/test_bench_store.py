@@ -7,8 +7,17 @@ is driven with ``run_until_complete`` per round, as the bridge's own loop would 
 store. Medians in µs are in extra_info.
 Run: .venv/bin/pytest bench/test_bench_store.py --benchmark-only
 
-Before the SQLAlchemy port (hand-written SQL over aiosqlite, main at 12e84a2, this machine):
-PIN lookup 125 µs, open+close record 1,134 µs (median).
+Medians on this 2-core machine (shared, so +-20 %), 2026-12-02:
+
+=====================  ==========  =================
+backend                PIN lookup  open+close record
+=====================  ==========  =================
+old SQLite (12e84a2)   120 µs      1,080 µs
+new SQLite             127 µs      1,300 µs (more columns and indexes per record)
+PostgreSQL 15          200 µs      1,820 µs (fsync on, Unix socket)
+=====================  ==========  =================
+
+(old vs new SQLite measured interleaved, three runs each, same loop as here.)
 """
 
 from __future__ import annotations
