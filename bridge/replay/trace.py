@@ -3,7 +3,7 @@
 Containers: classic pcap (both byte orders, micro- and nanosecond timestamps) and pcapng
 (section header, interface description with ``if_tsresol``, enhanced and simple packet
 blocks). Link types: Ethernet (VLAN tags too), Linux cooked SLL and SLL2, BSD loopback/null,
-raw IP. Network: IPv4 and IPv6 (fragments are skipped). Transport: SIP over UDP, SIP over TCP
+raw IP. Network: IPv4 (fragments reassembled) and IPv6. Transport: SIP over UDP, SIP over TCP
 (each direction of a connection reassembled by sequence number and framed by Content-Length
 with the SIP stack's own :class:`StreamFramer`), RTP over UDP (RFC 3550) with RFC 4733
 telephone-events.
@@ -404,17 +404,43 @@ def _network(linktype: int, frame: bytes) -> bytes | None:
     return frame  # raw IP
 
 
-def _transport(ip_bytes: bytes) -> tuple[Addr, Addr, object] | None:
+_Fragments = dict[tuple[bytes, bytes, int, int], dict[int, tuple[bytes, bool]]]
+_MAX_FRAGMENTED = 1024  # datagrams being reassembled at once
+
+
+def _reassemble(ip4: dpkt.ip.IP, ip_bytes: bytes, fragments: _Fragments) -> object | None:
+    """The UDP/TCP segment of a fragmented IPv4 datagram once every fragment has been seen."""
+    key = (ip4.src, ip4.dst, ip4.id, ip4.p)
+    if key not in fragments and len(fragments) >= _MAX_FRAGMENTED:
+        fragments.clear()
+    pieces = fragments.setdefault(key, {})
+    pieces[ip4.offset * 8] = (ip_bytes[ip4.hl * 4:ip4.len], bool(ip4.mf))
+    payload = bytearray()
+    while True:
+        piece = pieces.get(len(payload))
+        if piece is None or (not piece[0] and piece[1]):
+            return None  # a gap: wait for more
+        payload += piece[0]
+        if not piece[1]:
+            break
+    del fragments[key]
+    segment: object = None
+    if ip4.p == dpkt.ip.IP_PROTO_UDP:
+        segment = dpkt.udp.UDP(bytes(payload))
+    elif ip4.p == dpkt.ip.IP_PROTO_TCP:
+        segment = dpkt.tcp.TCP(bytes(payload))
+    return segment
+
+
+def _transport(ip_bytes: bytes, fragments: _Fragments) -> tuple[Addr, Addr, object] | None:
     if not ip_bytes:
         return None
     version = ip_bytes[0] >> 4
     if version == 4:
         ip4 = dpkt.ip.IP(ip_bytes)
-        if ip4.mf or ip4.offset:
-            return None  # fragment (reassembly not done)
         src_ip, dst_ip = socket.inet_ntop(socket.AF_INET, ip4.src), socket.inet_ntop(
             socket.AF_INET, ip4.dst)
-        inner = ip4.data
+        inner = _reassemble(ip4, ip_bytes, fragments) if ip4.mf or ip4.offset else ip4.data
     elif version == 6:
         ip6 = dpkt.ip6.IP6(ip_bytes)
         src_ip, dst_ip = socket.inet_ntop(socket.AF_INET6, ip6.src), socket.inet_ntop(
@@ -479,10 +505,11 @@ def read_packets(data: bytes) -> list[Packet]:
     """UDP datagrams and in-order TCP stream pieces of a capture, in capture order."""
     out: list[Packet] = []
     flows: dict[tuple[Addr, Addr], _Direction] = {}
+    fragments: _Fragments = {}
     for time, linktype, frame in _frames(data):
         try:
             ip_bytes = _network(linktype, frame)
-            found = _transport(ip_bytes) if ip_bytes is not None else None
+            found = _transport(ip_bytes, fragments) if ip_bytes is not None else None
         except _FRAME_ERRORS:
             continue  # an undecodable frame
         if found is None:

@@ -170,6 +170,7 @@ class RtpIo:
         poll = self._epoll.poll
         event = self.engine.receive_event
         read = os.read
+        tap = self.tap
         count = 0
         for _ in range(self.MAX_ROUNDS):
             ready = poll(0, len(ports))
@@ -193,8 +194,8 @@ class RtpIo:
                     self.receive_errors += 1
                     continue
                 count += 1
-                if self.tap is not None:
-                    self.tap(addr, port.local, "UDP", data)
+                if tap is not None:
+                    tap(addr, port.local, "UDP", data)
                 receive = port.receive
                 if receive is None:  # RTCP, or a leg not (yet) in the engine
                     port.feed(port.leg_id, data, addr, now)
@@ -217,10 +218,11 @@ class RtpIo:
         """Send what the engine returned (``tick``, ``remove_leg``); failures are counted.
         The handles are this object's ports (:meth:`adopt`)."""
         write = os.write
+        tap = self.tap
         port: _Port
         for port, data, addr in out:
-            if self.tap is not None:
-                self.tap(port.local, addr, "UDP", data)
+            if tap is not None:
+                tap(port.local, addr, "UDP", data)
             try:
                 if addr == port.connected:
                     write(port.fd, data)  # a connected datagram socket: one send

@@ -217,3 +217,46 @@ def test_the_capture_writer_rotates_by_size_and_every_file_reads(tmp_path: Path)
     assert all(f.exists() and f.stat().st_size <= 20000 for f in files)
     assert not (tmp_path / "cap.pcap.4").exists()
     assert all(read_packets(f.read_bytes()) for f in files)
+
+
+def fragments(ip: bytes, size: int) -> list[bytes]:
+    """An IPv4 packet cut into fragments of ``size`` payload octets (a multiple of 8)."""
+    head = dpkt.ip.IP(ip)
+    payload = ip[head.hl * 4:head.len]
+    out = []
+    for pos in range(0, len(payload), size):
+        piece = payload[pos:pos + size]
+        more = pos + size < len(payload)
+        frag = dpkt.ip.IP(src=head.src, dst=head.dst, p=head.p, id=head.id or 7, ttl=64,
+                          mf=int(more), offset=pos // 8, data=piece)
+        frag.len = 20 + len(piece)
+        out.append(bytes(frag))
+    return out
+
+
+def test_fragmented_ipv4_datagrams_are_reassembled_in_any_order() -> None:
+    frames: list[tuple[float, bytes]] = []
+    for when, ip in ip_packets(UDP):
+        pieces = fragments(ip, 200) if b"INVITE sip:" in ip or b"SIP/2.0 200" in ip else [ip]
+        frames += [(when, p) for p in reversed(pieces)]
+    assert len(frames) > len(ip_packets(UDP)) + 4
+    check_call(read_trace(pcap(101, frames)))
+    missing = [(t, ip) for t, ip in frames if b"SIP/2.0 200 OK" not in ip]  # a 200's head
+    (call,) = read_trace(pcap(101, missing)).calls.values()  # that datagram is not seen
+    assert [r.label for r in call.messages] == ["INVITE", "100 INVITE", "ACK", "BYE"]
+
+
+def test_capture_frames_are_valid_ipv4_udp_tcp_and_ipv6() -> None:
+    payload = bytes(range(200))
+    for src, dst, transport in ((("127.0.0.1", 4000), ("10.1.2.3", 5060), "UDP"),
+                                (("127.0.0.1", 4000), ("10.1.2.3", 5060), "TCP"),
+                                (("::1", 4000), ("2001:db8::5", 5060), "UDP")):
+        eth = dpkt.ethernet.Ethernet(build_frame(src, dst, transport, payload))
+        ip = eth.data
+        assert ip.data.sport == 4000 and ip.data.dport == 5060 and ip.data.data == payload
+        if isinstance(ip, dpkt.ip.IP):
+            sent = ip.sum
+            ip.sum = 0
+            assert dpkt.ip.IP(bytes(ip)).sum == sent, "IPv4 header checksum"
+        [pkt] = read_packets(pcap(1, [(1.0, bytes(eth))]))
+        assert (pkt.src, pkt.dst, pkt.transport, pkt.payload) == (src, dst, transport, payload)
