@@ -138,8 +138,21 @@ def main() -> int:
             request = urllib.request.Request(
                 f"{url}/api/v1/conferences/{room_id}/participants",
                 headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(f"{url}/metrics") as r:
-                before = r.read().decode()  # the ramp's ticks are left out
+            def scrape() -> str:
+                with urllib.request.urlopen(f"{url}/metrics") as r:
+                    return str(r.read().decode())
+
+            def worker_p99(text: str) -> dict[str, float]:
+                return {s.labels["process"]: round(1000 * s.value, 2)
+                        for f in text_string_to_metric_families(text)
+                        if f.name == "bridge_worker_tick_lateness_p99_seconds"
+                        for s in f.samples}
+
+            idle_start = scrape()  # the ramp's ticks are left out
+            time.sleep(args.requests * 0.02)  # as long as the request window, no requests
+            before = scrape()
+            idle_main, _ = lateness_p99(idle_start, before)
+            idle_workers = worker_p99(before)
             timings = []
             count = 0
             for _ in range(args.requests):
@@ -149,15 +162,13 @@ def main() -> int:
                 timings.append(time.perf_counter() - start)
                 count = len(body["participants"])
                 time.sleep(0.01)
-            with urllib.request.urlopen(f"{url}/metrics") as r:
-                metrics = r.read().decode()
+            metrics = scrape()
             late_bound, ticks = lateness_p99(before, metrics)
             families = {f.name: f for f in text_string_to_metric_families(metrics)}
             legs = {s.labels["process"]: int(s.value) for s in families["bridge_legs"].samples}
             rejected = {s.labels["reason"]: int(s.value)
                         for s in families["bridge_calls_rejected"].samples if s.value}
-            workers_p99 = {s.labels["process"]: round(1000 * s.value, 2) for s in
-                           families["bridge_worker_tick_lateness_p99_seconds"].samples}
+            workers_p99 = worker_p99(metrics)
             result = {
                 "workers": args.workers, "legs": legs,
                 "calls_active": int(families["bridge_calls_active"].samples[0].value),
@@ -166,6 +177,8 @@ def main() -> int:
                 "api_p99_ms": round(1000 * p99(timings), 2),
                 "main_tick_lateness_p99_ms_at_most": 1000 * late_bound, "main_ticks": ticks,
                 "worker_tick_lateness_p99_ms": workers_p99,
+                "idle_main_tick_lateness_p99_ms_at_most": 1000 * idle_main,
+                "idle_worker_tick_lateness_p99_ms": idle_workers,
             }
             print(json.dumps(result))
         finally:
