@@ -46,6 +46,7 @@ def _clean_env() -> dict[str, str]:
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if not p.startswith(str(REPO)))
+    env["BRIDGE_WEB_LISTEN"] = f"{LOOPBACK}:0"  # the HTTP API on an ephemeral port
     return env
 
 

@@ -242,8 +242,7 @@ async def test_api_websocket_and_commands_on_a_live_conference(web: Web) -> None
         assert kicked.status == 200, kicked.body
         assert (await participant.wait_ended(timeout=5.0)).reason == "remote_bye"
         [record] = await _closed_record(web, PARTICIPANT)
-        assert record.leave_reason is LeaveReason.KICKED
-        # (the record's ended_by is the controller's to write; the event says who kicked)
+        assert record.leave_reason is LeaveReason.KICKED and record.ended_by == "web"
         await until(lambda: "participant_left" in events.types(), "the left event")
         [left] = [i for i in events.items if i["type"] == "participant_left"]
         assert left["by"] == "web" and left["reason"] == "kicked"

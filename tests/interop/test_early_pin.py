@@ -19,9 +19,9 @@ import numpy.typing as npt
 import pytest
 
 from bridge.codecs.g711 import Codec
-from bridge.media.prompts import PromptLibrary
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
+from bridge.runtime.prompt_files import load_prompts
 from bridge.store.base import RejectionReason
 from tests.conftest import free_port, require_binary
 from tests.interop.audio import from_capture
@@ -117,11 +117,11 @@ async def test_a_sipp_caller_pressing_nothing_hears_the_pin_prompt_within_5_s(
     assert result.returncode == 0, result.stdout + result.stderr + result.logs  # type: ignore[attr-defined]
     heard = from_capture(capture.packets(port))
     assert heard.pcm.size > 5 * 8000, "the bridge sent less than 5 s of audio"
-    clip = PromptLibrary().get("de", "enter_pin")  # the access number's language
+    clip = load_prompts().get("de", "enter_pin")  # the access number's language
     onset = prompt_onset(heard.pcm, clip)
     assert onset is not None, "the PIN prompt was not heard"
     print(f"\nPIN prompt heard {onset:.2f} s after the answer")
     assert onset < 5.0
     # and the welcome came first, from the answer on
-    welcome = prompt_onset(heard.pcm, PromptLibrary().get("de", "welcome"))
+    welcome = prompt_onset(heard.pcm, load_prompts().get("de", "welcome"))
     assert welcome is not None and welcome < 0.5
