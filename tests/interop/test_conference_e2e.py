@@ -41,6 +41,7 @@ import pytest
 
 from bridge.conference.enums import Language, LeaveReason, Role
 from bridge.conference.model import Room
+from bridge.config import ConferenceConfig
 from bridge.runtime.app import BridgeApp
 from bridge.runtime.controller import ConferenceController, ControllerConfig
 from bridge.store.base import Account, CallRecord, Rejection, RejectionReason
@@ -550,7 +551,12 @@ async def test_sigkill_mid_call_leaves_the_leg_closed_as_interrupted(tmp_path: P
         started_at = time.time()
         [record] = await store.call_history(room_id=room.id)
         assert record.leave_reason is LeaveReason.INTERRUPTED
-        assert record.left_at is not None and killed_at <= record.left_at <= started_at
+        # closed at the last heartbeat before the kill (not at the restart): within one
+        # heartbeat interval of the kill, and never before the leg joined
+        interval = ConferenceConfig().heartbeat_interval
+        assert record.left_at is not None
+        assert killed_at - interval - 0.5 <= record.left_at <= killed_at < started_at
+        assert record.left_at >= record.joined_at
         assert record.joined_at == live[0].joined_at and record.caller == live[0].caller
         assert await store.live_call_records() == []
         second.send_signal(signal.SIGTERM)
