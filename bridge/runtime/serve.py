@@ -46,6 +46,8 @@ class ProcessHealth:
         self._app = app
         self._lag = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._started_at: float | None = None  # loop time of start(): a clock that never
+        # ticks ages from there, so it turns /healthz 503 like one that stopped
 
     @property
     def app(self) -> BridgeApp:
@@ -55,6 +57,8 @@ class ProcessHealth:
     def media_tick_age(self) -> float:
         last = self._app.media.last_tick_at
         if last is None:
+            last = self._started_at
+        if last is None:
             return 0.0
         return max(0.0, asyncio.get_running_loop().time() - last)
 
@@ -62,7 +66,9 @@ class ProcessHealth:
         return self._lag
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._probe())
+        loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
+        self._task = loop.create_task(self._probe())
 
     async def _probe(self) -> None:
         loop = asyncio.get_running_loop()
