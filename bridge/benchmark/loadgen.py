@@ -110,10 +110,11 @@ class LoadGenConfig:
     record_frames: int = 0  # keep this many received payloads per participant
     record_skip: int = 25  # ... after skipping the first ones
     seed: int = 1
-    # The From user of participant i: "loadgen<i>", or with a number prefix (e.g. "+49151")
-    # the E.164 number prefix + i (8 digits), so a bridge that trusts the generator as a trunk
-    # counts PIN tries per caller, not for all callers of its one address.
-    caller_prefix: str = ""
+    # The From user of participant i: the E.164 number prefix + i (8 digits), so a bridge
+    # that trusts the generator as a trunk counts PIN tries and IVR places per caller, not
+    # for all callers of its one address (four at once in the IVR by default); with an
+    # empty prefix "loadgen<i>".
+    caller_prefix: str = "+49151"
 
 
 # --------------------------------------------------------------------------- audio
@@ -725,9 +726,13 @@ class _Engine:
             next_start = max(next_start + interval, self.loop.time() - interval)
             self._invite(p)
 
-    def _invite(self, p: _Participant) -> None:
+    def _user(self, p: _Participant) -> str:
+        """The From (and Contact) user of participant ``p``, the same in every request."""
         prefix = self.config.caller_prefix
-        user = f"{prefix}{p.index:08d}" if prefix else f"loadgen{p.index}"
+        return f"{prefix}{p.index:08d}" if prefix else f"loadgen{p.index}"
+
+    def _invite(self, p: _Participant) -> None:
+        user = self._user(p)
         p.invite = build_invite(
             p.uri, local_host=self.config.local_host, sip_port=self.sip_port, rtp_port=p.port,
             user=user, call_id=p.call_id, from_tag=p.from_tag, branch=f"z9hG4bK{_random_token()}",
@@ -806,7 +811,7 @@ class _Engine:
                 p.target = (host, port)
                 p.event_pt = event_pt or p.event_pt
             body = _sdp(self.config.local_host, p.port, self.session + p.index, 2)
-            contact = f"Contact: <sip:loadgen{p.index}@{self.config.local_host}:{self.sip_port}>"
+            contact = f"Contact: <sip:{self._user(p)}@{self.config.local_host}:{self.sip_port}>"
             self._reply(build_response(message, 200, "OK", body=body, extra=(contact,)),
                         message, source)
             return
@@ -882,7 +887,7 @@ class _Engine:
         p.bye = build_request(
             "BYE", p.remote_target or p.uri, via_host=self.config.local_host,
             via_port=self.sip_port, branch=f"z9hG4bK{_random_token()}",
-            from_=f"<sip:loadgen{p.index}@{self.config.local_host}>;tag={p.from_tag}", to=to,
+            from_=f"<sip:{self._user(p)}@{self.config.local_host}>;tag={p.from_tag}", to=to,
             call_id=p.call_id, cseq=2,
         )
         host, port = _sip_destination(p.remote_target or p.uri)
