@@ -27,8 +27,8 @@ from bridge.store.base import (
     Rejection,
     Run,
 )
-from bridge.web.app import STATE, account_of
 from bridge.web.problems import FieldError, ProblemError, bad_request, conflict, invalid, not_found
+from bridge.web.state import STATE, account_of
 
 __all__ = [
     "add_routes",

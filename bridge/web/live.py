@@ -30,8 +30,8 @@ from bridge.service.live import (
     RoomEvent,
 )
 from bridge.web.api import can_see, path_int, read_json
-from bridge.web.app import STATE, account_of
 from bridge.web.problems import ProblemError, bad_request, conflict, invalid, not_found
+from bridge.web.state import STATE, account_of
 
 __all__ = ["add_routes", "conference_json", "event_json", "participant_json"]
 

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bridge.web.app import STATE, WebState
 from bridge.web.probe import CLOCK_STALLED_AFTER, BridgeStats
+from bridge.web.state import STATE, WebState
 
 __all__ = ["LOOP_LAG_LIMIT", "add_routes", "health_checks"]
 

@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from bridge.config import Config
-from bridge.web.app import STATE, WebState, client_address
 from bridge.web.auth import TOKEN_PREFIX, hash_password, hash_token, new_token, verify_password
+from bridge.web.state import STATE, WebState, client_address
 
 
 def test_tokens_are_random_and_stored_as_sha256() -> None:
