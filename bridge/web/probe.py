@@ -46,13 +46,17 @@ class MetricsSource(Protocol):
 class RuntimeMetrics:
     """:class:`MetricsSource` over a running ``bridge.runtime.app.BridgeApp``.
 
-    RTP figures are the main process's (the media workers report theirs on request only);
-    lost packets are those of the legs present now (RFC 3550 cumulative loss per source).
+    RTP packets received and sent are the main process's plus the media workers': a worker
+    reports its counts since the previous scrape (``worker_lateness`` marks), which add up
+    here; lost packets are those of the main process's legs present now (RFC 3550
+    cumulative loss per source).
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self._ticks_seen = int(app.media.ticks)
+        self._worker_in = 0  # RTP packets the media workers received and sent, summed over
+        self._worker_out = 0  # the scrapes since this source was made
 
     def stats(self) -> BridgeStats:
         app = self.app
@@ -75,8 +79,8 @@ class RuntimeMetrics:
             calls_answered=counters.calls_answered,
             calls_active=len(app.legs),
             legs=legs,
-            rtp_in=int(media.io.received),
-            rtp_out=int(engine.counters.packets_sent),
+            rtp_in=int(media.io.received) + self._worker_in,
+            rtp_out=int(engine.counters.packets_sent) + self._worker_out,
             rtp_lost=lost,
             admission_refusals=counters.calls_refused_overload,
             worker_restarts=restarts,
@@ -87,6 +91,8 @@ class RuntimeMetrics:
         if pool is None:
             return {}
         stats = await pool.stats(mark=True, timeout=2.0)
+        self._worker_in += sum(s.packets_received for s in stats)
+        self._worker_out += sum(s.packets_sent for s in stats)
         return {f"worker-{i}": (s.lateness_p99_ms / 1000.0, s.lateness_max_ms / 1000.0)
                 for i, s in enumerate(stats, start=1)}
 

@@ -312,6 +312,13 @@ async def test_access_is_scoped_to_the_token(web: Web) -> None:
     assert workers == (set() if web.app.pool is None else {"worker-1"})
     if web.app.pool is not None:
         assert legs == {"main": 0, "worker-1": 1}  # the leg's media moved to the worker
+        # the worker's RTP counts add up over the scrapes, on top of the main process's
+        await asyncio.sleep(0.3)
+        again = await api.as_token(None).get("/metrics")
+        counted = {f.name: f.samples[0].value for f in text_string_to_metric_families(again.body)
+                   if f.name in ("bridge_rtp_packets_received", "bridge_rtp_packets_sent")}
+        assert counted["bridge_rtp_packets_received"] >= web.app.media.io.received
+        assert counted["bridge_rtp_packets_sent"] > web.app.media.engine.counters.packets_sent
     health = await api.as_token(None).get("/healthz")
     assert health.status == 200 and health.body["checks"]["media_clock"]["ok"], health.body
 
