@@ -42,6 +42,8 @@ def setup_logging(level: str = "INFO", log_format: str = "text",
     ``force``."""
     root = logging.getLogger()
     root.setLevel(level.upper())
+    # Alembic announces each of its plugins at INFO when it is first imported: noise at start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if root.handlers and not force:
         return
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -30,12 +30,13 @@ if os.environ.get("BRIDGE_REQUIRE_PEERS") or os.environ.get("CI"):
 
 
 def require_binary(name: str) -> str:
-    """Path of an external peer. In CI (BRIDGE_REQUIRE_PEERS=1) a missing peer fails the test,
+    """Path of an external peer. In CI (CI or BRIDGE_REQUIRE_PEERS set) a missing peer fails
+    the test,
     so an interop test can never pass by skipping; elsewhere it skips with the reason."""
     path = shutil.which(name)
     if path is None:
         message = f"{name} is not installed (apt-get install sip-tester baresip-core)"
-        if os.environ.get("BRIDGE_REQUIRE_PEERS"):
+        if peers_required():
             pytest.fail(message)
         pytest.skip(message)
     return path
@@ -84,7 +85,7 @@ def _is_free(port: int) -> bool:
     return True
 
 
-def _peers_required() -> bool:
+def peers_required() -> bool:
     return bool(os.environ.get("BRIDGE_REQUIRE_PEERS") or os.environ.get("CI"))
 
 
@@ -95,7 +96,7 @@ def pg_server() -> Iterator[PgServer]:
     try:
         server = PgServer().start()
     except PgUnavailableError as exc:
-        if _peers_required():
+        if peers_required():
             pytest.fail(f"PostgreSQL is required here: {exc}")
         pytest.skip(str(exc))
     try:

@@ -176,6 +176,7 @@ class SipIntake:
     _interval_start: float | None = None
     _blocked: dict[str, float] = field(default_factory=dict)  # source -> blocked until
     _blocked_changed: bool = False
+    _full_swept_at: float | None = None  # last sweep for room when max_sources were tracked
     blocks: int = 0  # times a source was blocked
 
     def admit(self, source: str, message: Peek, known: bool, now: float) -> Verdict:
@@ -257,7 +258,11 @@ class SipIntake:
         if state is not None:
             return state
         if len(self._sources) >= self.limits.max_sources:
-            self._forget_idle(now)
+            # a sweep passes over every source: at most once a second, or a flood from
+            # spoofed addresses would pay it on every datagram
+            if self._full_swept_at is None or now - self._full_swept_at >= 1.0:
+                self._full_swept_at = now
+                self._forget_idle(now)
             if len(self._sources) >= self.limits.max_sources:
                 source = "*"  # too many sources at once: the newcomers share one bucket
                 state = self._sources.get(source)

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.web.problems import PROBLEM_JSON
+from tests.conftest import require_binary
 from tests.integration.webclient import Api, account_token, api_server, cli
 
 
@@ -231,15 +232,12 @@ async def test_healthz_is_503_when_the_loop_stalls(api: Api) -> None:
 
 
 async def test_tls_from_the_configured_certificate(tmp_path: Path) -> None:
-    import shutil
     import ssl
     import subprocess
 
     from bridge.config import Config, WebConfig
 
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed (it makes the test certificate)")
+    openssl = require_binary("openssl")  # it makes the test certificate; CI fails without it
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import socket
 import struct
 import threading
@@ -28,6 +27,7 @@ from types import TracebackType
 import pytest
 
 from bridge.rtp.packet import RtpPacket, RtpParseError, is_rtcp, parse_rtp
+from tests.conftest import peers_required
 
 __all__ = [
     "CaptureUnavailableError",
@@ -79,11 +79,12 @@ def capture_available() -> str | None:
 
 
 def require_capture() -> None:
-    """Fail (CI, ``BRIDGE_REQUIRE_PEERS=1``) or skip when loopback capture is impossible."""
+    """Fail (CI: ``CI`` or ``BRIDGE_REQUIRE_PEERS`` set) or skip when loopback capture is
+    impossible."""
     reason = capture_available()
     if reason is None:
         return
-    if os.environ.get("BRIDGE_REQUIRE_PEERS"):
+    if peers_required():
         pytest.fail(reason)
     pytest.skip(reason)
 

@@ -83,6 +83,21 @@ def test_many_sources_at_once_share_one_bucket_beyond_the_tracked_count() -> Non
     assert intake.sources == 11
 
 
+def test_a_full_table_is_swept_for_idle_sources_at_most_once_a_second() -> None:
+    intake = SipIntake(IntakeLimits(rate=1.0, burst=1, refusal_rate=0.0, refusal_burst=0,
+                                    max_sources=10))
+    for i in range(10):  # ten sources, each bucket empty until t = 1.0
+        intake.admit(f"192.0.2.{i}", INVITE, False, 0.0)
+    intake.admit("198.51.100.1", INVITE, False, 0.5)  # full: a sweep (none idle), then "*"
+    assert intake.sources == 11
+    # at 1.2 s the ten are idle again, but the last sweep was 0.7 s ago: no pass over the
+    # table for this newcomer (a spoofed flood would pay it per datagram)
+    intake.admit("198.51.100.2", INVITE, False, 1.2)
+    assert intake.sources == 11
+    intake.admit("198.51.100.3", INVITE, False, 1.6)  # a second after the sweep: swept
+    assert intake.sources < 11
+
+
 def test_peek_reads_method_and_call_id_of_real_messages() -> None:
     for path in sorted((DATA / "sip").glob("*.sip")) + sorted((DATA / "rfc4475").rglob("*.dat")):
         data = path.read_bytes()
