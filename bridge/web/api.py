@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -46,13 +48,36 @@ LANGUAGES = [lang.value for lang in Language]
 # --------------------------------------------------------------------------- helpers
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON: NaN and Infinity (which json accepts by default) are refused."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+ID_DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII digits only (str.isdigit takes "²")
+MOST_INT = 2**31 - 1  # ids and counts: what an integer column holds in both databases
+
+
+def ascii_int(text: str) -> int | None:
+    """``text`` as an id or count (ASCII digits, at most ``MOST_INT``), else None."""
+    if ID_DIGITS.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if value <= MOST_INT else None
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object; 400 when it is not one."""
     if not request.can_read_body:
         return {}
     try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = await request.json(loads=_loads)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, NaN/Infinity, an integer of more than 4,300 digits;
+        # RecursionError: nesting deeper than the parser goes
         raise bad_request(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
@@ -65,9 +90,10 @@ def can_see(account: Account, owner_id: int | None) -> bool:
 
 def path_int(request: web.Request, name: str) -> int:
     text = request.match_info[name]
-    if not text.isdigit() or len(text) > 18:
+    value = ascii_int(text)
+    if value is None:
         raise not_found(f"no such {name.removesuffix('_id')} {text!r}")
-    return int(text)
+    return value
 
 
 async def room_of(request: web.Request, name: str = "room_id") -> Room:
@@ -84,19 +110,22 @@ def query_float(request: web.Request, name: str) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise invalid([{"field": name, "message": "expected a number (UTC epoch seconds)"}]) \
-            from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise invalid([{"field": name, "message": "expected a number (UTC epoch seconds)"}])
+    return value
 
 
 def query_limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
     text = request.query.get("limit")
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    value = ascii_int(text)
+    if value is None or not 1 <= value <= most:
         raise invalid([{"field": "limit", "message": f"expected 1..{most}"}])
-    return int(text)
+    return value
 
 
 def room_json(room: Room) -> dict[str, Any]:
@@ -214,8 +243,8 @@ class _Fields:
         value = self.body.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self.error(name, "expected a whole number of at least 1 (or null)")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MOST_INT:
+            self.error(name, f"expected a whole number from 1 to {MOST_INT} (or null)")
             return None
         return value
 
@@ -232,10 +261,14 @@ class _Fields:
         value = self.body.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        try:
+            seconds = -1.0 if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError, OverflowError):  # not a number; an int beyond a float
+            seconds = -1.0
+        if not (math.isfinite(seconds) and seconds >= 0):
             self.error(name, "expected UTC epoch seconds (or null)")
             return None
-        return float(value)
+        return seconds
 
     def language(self, name: str) -> Language | None:
         value = self.body.get(name)
@@ -403,7 +436,8 @@ async def create_number(request: web.Request) -> web.Response:
     country = fields.text("country", required=True, most=2)
     language = fields.language("language") or Language.EN
     room_id = body.get("room_id")
-    if room_id is not None and (isinstance(room_id, bool) or not isinstance(room_id, int)):
+    if room_id is not None and (isinstance(room_id, bool) or not isinstance(room_id, int)
+                                or not 1 <= room_id <= MOST_INT):
         fields.error("room_id", "expected a room id (or null)")
         room_id = None
     elif room_id is None and not account.is_admin:
@@ -464,10 +498,9 @@ async def list_runs(request: web.Request) -> web.Response:
     store = request.app[STATE].store
     room_id: int | None = None
     if "room_id" in request.query:
-        text = request.query["room_id"]
-        if not text.isdigit():
+        room_id = ascii_int(request.query["room_id"])
+        if room_id is None:
             raise invalid([{"field": "room_id", "message": "expected a room id"}])
-        room_id = int(text)
         room = await store.get_room(room_id)
         if room is None or not can_see(account, room.account_id):
             raise not_found(f"no room {room_id}")

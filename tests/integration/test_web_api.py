@@ -255,3 +255,22 @@ async def test_tls_from_the_configured_certificate(tmp_path: Path) -> None:
         with pytest.raises(aiohttp.ClientError):  # plain HTTP is not served
             async with session.get(running.url.replace("https://", "http://") + "/healthz"):
                 pass
+
+
+async def test_hostile_input_is_a_400_422_or_404_problem_never_a_500(api: Api) -> None:
+    rooms = "/api/v1/rooms"
+    for raw in (b"[" * 100_000 + b"]" * 100_000,  # deeper than the JSON parser goes
+                b'{"max_participants": ' + b"9" * 5000 + b"}",  # beyond int("...") digits
+                b'{"starts_at": NaN}', b'{"ends_at": Infinity}'):
+        assert_problem(await api.call("POST", rooms, raw=raw), 400)
+    for body in ({"name": "big", "max_participants": 10**30},
+                 {"name": "far", "starts_at": 10**400}):
+        problem = assert_problem(await api.post(rooms, body), 422)
+        assert problem["errors"], problem
+    assert_problem(await api.post("/api/v1/numbers", {"number": "+4930123450", "country": "DE",
+                                                      "room_id": 10**30}), 422)
+    for path in ("/api/v1/rooms/\u00b2", "/api/v1/rooms/99999999999999999999"):
+        assert_problem(await api.get(path), 404)
+    for query in ("limit=\u00b2", "room_id=\u00b2", "room_id=99999999999999999999",
+                  "since=nan", "until=inf"):
+        assert_problem(await api.get(f"/api/v1/runs?{query}"), 422)
